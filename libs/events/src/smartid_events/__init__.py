@@ -1,0 +1,1 @@
+"""SmartID published event language and the plumbing every service shares."""

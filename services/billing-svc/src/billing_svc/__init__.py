@@ -1,0 +1,1 @@
+"""SmartID billing service."""
