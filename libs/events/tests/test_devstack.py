@@ -2,7 +2,7 @@
 
 import psycopg
 
-from smartid_events.testing.plugin import NatsUnderTest, PostgresUnderTest
+from smartid_events.testing.plugin import NatsUnderTest
 
 
 def test_a_fresh_database_accepts_writes(database_url: str) -> None:

@@ -122,7 +122,8 @@ class PostgresServer:
         ]
         if not self.durable:
             # Throwaway test clusters: durability is not what the tests measure.
-            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            args += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
+            args += ["-c", "full_page_writes=off"]
         log = (self.data_dir / "server.log").open("ab")
         self._process = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, user=self._run_as, start_new_session=True
@@ -164,8 +165,9 @@ class PostgresServer:
             text=True,
         ).stdout.strip()
         if exists != "1":
-            subprocess.run([psql, self.url, "-c", f'CREATE DATABASE "{name}"'], check=True,
-                           capture_output=True)
+            subprocess.run(
+                [psql, self.url, "-c", f'CREATE DATABASE "{name}"'], check=True, capture_output=True
+            )
 
     def kill(self) -> None:
         """SIGKILL the postmaster, as a crash would (fault tests)."""
