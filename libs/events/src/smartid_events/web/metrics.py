@@ -1,0 +1,26 @@
+"""Prometheus metrics of the HTTP API, in the process's default registry, and `/metrics`."""
+
+from __future__ import annotations
+
+from fastapi import Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
+
+# Defined once per process: several apps in one process (tests) share it.
+REQUEST_DURATION = Histogram(
+    "smartid_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template, method and status.",
+    ("route", "method", "status"),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+# Requests that matched no route are counted under this label, not under their raw paths, so
+# that scanners cannot blow up the number of series.
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    REQUEST_DURATION.labels(route=route, method=method, status=str(status)).observe(seconds)
+
+
+def metrics_endpoint() -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
