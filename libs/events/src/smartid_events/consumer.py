@@ -1,0 +1,282 @@
+"""The consumer kit: durable pull consumers with exactly-once effects, per-contract order, parking.
+
+One in-order loop per partition. Each message: decode (upcast to the latest version), then,
+unless the contract has parked messages, apply the handler and record the position in one
+transaction, and ack after the commit (docs/adr/0004-consumers-exactly-once.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import nats
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import Counter, Gauge
+
+from smartid_events.envelope import (
+    CloudEvent,
+    partition_token,
+    stream_name,
+    subjects_of_partition,
+)
+from smartid_events.parked import ParkedMessage, ParkedStore
+from smartid_events.registry import REGISTRY, Registry, UnknownEventTypeError
+from smartid_events.relay import connect_nats
+from smartid_events.tracking import Handler, Tracker
+
+log = logging.getLogger(__name__)
+
+CONSUMER_LAG = Gauge(
+    "smartid_consumer_lag", "Messages in the stream not yet delivered", ["consumer", "partition"]
+)
+CONSUMER_HANDLED = Counter("smartid_consumer_handled_total", "Events applied", ["consumer"])
+CONSUMER_DUPLICATES = Counter(
+    "smartid_consumer_duplicates_total", "Redeliveries found already handled", ["consumer"]
+)
+CONSUMER_PARKED = Counter("smartid_consumer_parked_total", "Messages parked", ["consumer"])
+CONSUMER_PARKED_NOW = Gauge("smartid_consumer_parked", "Messages parked now", ["consumer"])
+
+Ctx = TypeVar("Ctx")
+
+# Crash points for fault tests: the hook is called with one of these names.
+AFTER_COMMIT = "after_commit"
+
+
+class UndecodableError(ValueError):
+    """A message that can never be handled as it is: not a valid event of a known shape."""
+
+
+def decode(raw: bytes, registry: Registry, *, validate: bool = True) -> CloudEvent:
+    """Parse a CloudEvent and bring its data up to the latest registered version."""
+    try:
+        event = CloudEvent.from_json(raw)
+    except Exception as e:
+        raise UndecodableError(f"not a CloudEvent: {e!r}") from None
+    try:
+        latest_type, data = registry.upcast(event.type, event.data)
+    except UnknownEventTypeError:
+        return event
+    upcast = CloudEvent(**{**event.__dict__, "type": latest_type, "data": data})
+    if validate:
+        try:
+            registry.validate(upcast)
+        except Exception as e:
+            raise UndecodableError(f"does not fit {latest_type}: {e}") from None
+    return upcast
+
+
+def contract_of_subject(subject: str) -> str:
+    """`smartid.<service>.pNN.<contract_id>.<Event>` → contract id, even for undecodable bodies."""
+    parts = subject.split(".")
+    return parts[3] if len(parts) >= 5 else subject
+
+
+@dataclass
+class Consumer(Generic[Ctx]):
+    """A durable consumer of one upstream service's stream, over the given partitions.
+
+    `name` is the durable name (`billing-contract-events`); each partition gets the durable
+    `<name>-pNN` and the tracking name `<name>:pNN`, since positions grow only per partition.
+    """
+
+    name: str
+    upstream: str
+    partitions: Iterable[int]
+    handler: Handler[Ctx]
+    tracker: Tracker[Ctx]
+    parked: ParkedStore
+    nats_url: str
+    registry: Registry = field(default_factory=lambda: REGISTRY)
+    max_attempts: int = 5
+    retry_delays_s: tuple[float, ...] = (0.1, 0.5, 2.0, 5.0)
+    ack_wait_s: float = 30.0
+    max_deliver: int = 20
+    fetch_batch: int = 50
+    fetch_timeout_s: float = 1.0
+    validate: bool = True
+    crash_hook: Callable[[str], None] | None = None
+    nats_options: dict[str, Any] = field(default_factory=dict)
+
+    def tracking_name(self, partition: int) -> str:
+        return f"{self.name}:{partition_token(partition)}"
+
+    def durable_name(self, partition: int) -> str:
+        return f"{self.name}-{partition_token(partition)}"
+
+    def consumer_config(self, partition: int) -> ConsumerConfig:
+        # Back-off for redeliveries after a crash; handler failures are retried in process.
+        backoff = [self.ack_wait_s * 2**i for i in range(min(self.max_deliver, 6))]
+        return ConsumerConfig(
+            durable_name=self.durable_name(partition),
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_s,
+            max_deliver=self.max_deliver,
+            backoff=backoff,
+            filter_subject=subjects_of_partition(self.upstream, partition),
+            max_ack_pending=self.fetch_batch * 4,
+        )
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Consume every partition until `stop` is set."""
+        stop = stop or asyncio.Event()
+        await self.parked.setup()
+        CONSUMER_PARKED_NOW.labels(self.name).set(await self.parked.count(self.name))
+        nc = await connect_nats(self.nats_url, stop, **self.nats_options)
+        try:
+            js = nc.jetstream()
+            await asyncio.gather(*(self._partition_loop(js, p, stop) for p in self.partitions))
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+    async def _subscribe(self, js: JetStreamContext, partition: int) -> Any:
+        return await js.pull_subscribe(
+            subjects_of_partition(self.upstream, partition),
+            durable=self.durable_name(partition),
+            stream=stream_name(self.upstream),
+            config=self.consumer_config(partition),
+        )
+
+    async def _partition_loop(
+        self, js: JetStreamContext, partition: int, stop: asyncio.Event
+    ) -> None:
+        sub: Any = None
+        while not stop.is_set():
+            try:
+                if sub is None:
+                    sub = await self._subscribe(js, partition)
+                msgs = await sub.fetch(self.fetch_batch, timeout=self.fetch_timeout_s)
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.Error, OSError) as e:
+                log.warning("%s p%02d: %s; retrying", self.name, partition, e)
+                sub = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+                continue
+            for msg in msgs:
+                if stop.is_set():
+                    break  # unacked messages come back after ack_wait, in order
+                await self.handle(msg, partition)
+                CONSUMER_LAG.labels(self.name, partition_token(partition)).set(
+                    msg.metadata.num_pending
+                )
+
+    async def handle(self, msg: Msg, partition: int) -> None:
+        """Handle one message in order: apply once, or park it; ack in every case but a crash."""
+        meta = msg.metadata
+        stream_seq = int(meta.sequence.stream)
+        contract_id = contract_of_subject(msg.subject)
+        if await self.parked.first_parked_seq(self.name, contract_id) is not None:
+            await self._park(
+                msg, partition, contract_id, stream_seq, "held behind a parked message"
+            )
+            return
+        if meta.num_delivered >= self.max_deliver:
+            await self._park(
+                msg,
+                partition,
+                contract_id,
+                stream_seq,
+                f"delivered {meta.num_delivered} times without an ack",
+            )
+            return
+        try:
+            event = decode(msg.data, self.registry, validate=self.validate)
+        except UndecodableError as e:
+            await self._park(msg, partition, contract_id, stream_seq, str(e))
+            return
+        error = await self._apply_with_retries(msg, event, self.tracking_name(partition))
+        if error is not None:
+            await self._park(msg, partition, contract_id, stream_seq, error)
+            return
+        if self.crash_hook is not None:
+            self.crash_hook(AFTER_COMMIT)
+        await msg.ack()
+
+    async def _apply_with_retries(
+        self, msg: Msg | None, event: CloudEvent, name: str
+    ) -> str | None:
+        """Apply with in-process retries (keeping the order); the last failure's reason or None."""
+        reason = ""
+        for attempt in range(self.max_attempts):
+            try:
+                applied = await self.tracker.apply(name, event.position, event, self.handler)
+            except Exception as e:  # the handler's failure is the message's, parked with it
+                reason = f"{type(e).__name__}: {e}"
+                log.warning(
+                    "%s: %s failed (attempt %d): %s", self.name, event.id, attempt + 1, reason
+                )
+                if attempt + 1 < self.max_attempts:
+                    delay = self.retry_delays_s[min(attempt, len(self.retry_delays_s) - 1)]
+                    if msg is not None:
+                        await msg.in_progress()
+                    await asyncio.sleep(delay)
+                continue
+            (CONSUMER_HANDLED if applied else CONSUMER_DUPLICATES).labels(self.name).inc()
+            return None
+        return reason
+
+    async def _park(
+        self, msg: Msg, partition: int, contract_id: str, stream_seq: int, reason: str
+    ) -> None:
+        await self.parked.park(
+            ParkedMessage(
+                consumer=self.name,
+                partition=partition,
+                contract_id=contract_id,
+                stream_seq=stream_seq,
+                subject=msg.subject,
+                headers=dict(msg.headers or {}),
+                body=msg.data,
+                reason=reason,
+            )
+        )
+        log.error("%s parked %s (seq %d): %s", self.name, msg.subject, stream_seq, reason)
+        CONSUMER_PARKED.labels(self.name).inc()
+        CONSUMER_PARKED_NOW.labels(self.name).set(await self.parked.count(self.name))
+        await msg.ack()
+
+    async def replay_parked(
+        self, contract_id: str | None = None, limit: int = 10_000
+    ) -> ReplayResult:
+        """Apply parked messages again, oldest first per contract, stopping a contract at its
+        first failure. Each replayed message has its own tracking name, so it applies once."""
+        await self.parked.setup()
+        result = ReplayResult()
+        contracts = [contract_id] if contract_id else await self.parked.contracts(self.name)
+        for cid in contracts:
+            for _ in range(limit):
+                parked = await self.parked.oldest_of_contract(self.name, cid)
+                if parked is None:
+                    break
+                try:
+                    event = decode(parked.body, self.registry, validate=self.validate)
+                except UndecodableError as e:
+                    await self.parked.set_reason(self.name, parked.stream_seq, str(e))
+                    result.still_parked += 1
+                    break
+                name = f"{self.tracking_name(parked.partition)}/parked/{parked.stream_seq}"
+                error = await self._apply_with_retries(None, event, name)
+                if error is not None:
+                    await self.parked.set_reason(self.name, parked.stream_seq, error)
+                    result.still_parked += 1
+                    break
+                await self.parked.release(self.name, parked.stream_seq)
+                result.replayed += 1
+        CONSUMER_PARKED_NOW.labels(self.name).set(await self.parked.count(self.name))
+        return result
+
+
+@dataclass
+class ReplayResult:
+    replayed: int = 0
+    still_parked: int = 0

@@ -1,0 +1,207 @@
+"""Reading a service's own event log (eventsourcing's notification log) and serving it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+import asyncpg
+from eventsourcing.persistence import StoredEvent
+
+from smartid_events.envelope import CloudEvent
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """One row of the notification log, as stored by eventsourcing."""
+
+    notification_id: int
+    originator_id: UUID | str
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+class Translator(Protocol):
+    """Turns a stored row into the event it publishes, or None when it is not published."""
+
+    def __call__(self, row: LogRow, /) -> CloudEvent | None: ...
+
+
+class DomainEventLike(Protocol):
+    @property
+    def originator_id(self) -> Any: ...
+
+
+class MapperLike(Protocol):
+    def to_domain_event(self, stored_event: StoredEvent, /) -> Any: ...
+
+
+class ApplicationLike(Protocol):
+    @property
+    def mapper(self) -> MapperLike: ...
+
+
+def events_table(application_name: str) -> str:
+    """eventsourcing 9.5 names an application's events table `<name lowercased>_events`."""
+    return checked_identifier(f"{application_name.lower()}_events")
+
+
+def checked_identifier(name: str) -> str:
+    """Table names are interpolated into SQL: accept plain lower-case identifiers only."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a plain SQL identifier: {name!r}")
+    return name
+
+
+def translator_from_application(
+    app: ApplicationLike, publish: Callable[[Any, int], CloudEvent | None]
+) -> Translator:
+    """A translator that decodes rows with the application's mapper and asks `publish`.
+
+    `publish(domain_event, position)` is the service's published-language function.
+    """
+
+    def translate(row: LogRow) -> CloudEvent | None:
+        stored = StoredEvent(
+            originator_id=row.originator_id,
+            originator_version=row.originator_version,
+            topic=row.topic,
+            state=row.state,
+        )
+        return publish(app.mapper.to_domain_event(stored), row.notification_id)
+
+    return translate
+
+
+async def read_log(
+    conn: asyncpg.Connection[Any] | asyncpg.Pool[Any], table: str, after: int, limit: int
+) -> list[LogRow]:
+    """Rows with `notification_id > after`, oldest first. Ids have gaps: never wait for one."""
+    rows = await conn.fetch(
+        "SELECT notification_id, originator_id, originator_version, topic, state "
+        f"FROM {checked_identifier(table)} WHERE notification_id > $1 "
+        "ORDER BY notification_id LIMIT $2",
+        after,
+        limit,
+    )
+    return [
+        LogRow(
+            notification_id=r["notification_id"],
+            originator_id=r["originator_id"],
+            originator_version=r["originator_version"],
+            topic=r["topic"],
+            state=bytes(r["state"]),
+        )
+        for r in rows
+    ]
+
+
+async def log_head(conn: asyncpg.Connection[Any] | asyncpg.Pool[Any], table: str) -> int:
+    """The highest notification id in the log (0 when empty or not yet created)."""
+    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
+    if not exists:
+        return 0
+    head = await conn.fetchval(f"SELECT max(notification_id) FROM {checked_identifier(table)}")
+    return int(head or 0)
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """A page of published events and the position to ask for the next page after."""
+
+    events: list[CloudEvent]
+    next_after: int
+
+
+async def read_published(
+    conn: asyncpg.Connection[Any] | asyncpg.Pool[Any],
+    table: str,
+    translator: Translator,
+    after: int,
+    limit: int,
+) -> LogPage:
+    """The published form of up to `limit` log rows after `after` (unpublished rows skipped)."""
+    rows = await read_log(conn, table, after, limit)
+    events = [e for e in map(translator, rows) if e is not None]
+    next_after = rows[-1].notification_id if rows else after
+    return LogPage(events=events, next_after=next_after)
+
+
+def events_router(
+    pool: Callable[[], Awaitable[asyncpg.Pool[Any]] | asyncpg.Pool[Any]],
+    table: str,
+    translator: Translator,
+    *,
+    max_limit: int = 1000,
+    dependencies: Sequence[Any] = (),
+) -> Any:
+    """A FastAPI router serving `GET /v1/events?after=N&limit=M` over the service's own log.
+
+    `pool` returns the asyncpg pool (built in the app's lifespan, so it is looked up per
+    request); `dependencies` carries the service's authentication.
+    """
+    from fastapi import APIRouter, Depends, Query
+
+    router = APIRouter(dependencies=[Depends(d) for d in dependencies])
+
+    @router.get("/v1/events")
+    async def get_events(
+        after: int = Query(0, ge=0),
+        limit: int = Query(100, ge=1, le=max_limit),
+    ) -> dict[str, Any]:
+        got = pool()
+        resolved = got if isinstance(got, asyncpg.Pool) else await got
+        page = await read_published(resolved, table, translator, after, limit)
+        return {"events": [e.to_dict() for e in page.events], "next_after": page.next_after}
+
+    return router
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """What the relay and replay need of a service: its events table and its translator."""
+
+    table: str
+    translator: Translator
+
+
+class Projection(Protocol):
+    """A read model rebuilt from a service's log: `reset` empties it, `apply` folds rows in."""
+
+    table: str
+
+    async def reset(self) -> None: ...
+
+    async def apply(self, rows: Sequence[LogRow]) -> None: ...
+
+
+async def rebuild_read_model(
+    projection: Projection,
+    pool: asyncpg.Pool[Any],
+    *,
+    batch_size: int = 1000,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Reset the read model and fold the whole log into it; return the rows applied.
+
+    `on_progress(position, head)` is called after each batch.
+    """
+    await projection.reset()
+    head = await log_head(pool, projection.table)
+    position, applied = 0, 0
+    while position < head:
+        rows = await read_log(pool, projection.table, position, batch_size)
+        if not rows:
+            break
+        await projection.apply(rows)
+        applied += len(rows)
+        position = rows[-1].notification_id
+        if on_progress is not None:
+            on_progress(position, head)
+    return applied

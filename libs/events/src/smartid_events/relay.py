@@ -1,0 +1,341 @@
+"""The outbox relay: publishes a service's event log to its JetStream stream, in order, once.
+
+One active relay per service holds a PostgreSQL advisory lock; it reads the notification log
+after its position, publishes a bounded window of messages without waiting for each ack, and
+records the position only after the acks (docs/adr/0003-relay-from-the-event-log.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+from prometheus_client import Counter, Gauge
+
+from smartid_events.envelope import (
+    HEADER_POSITION,
+    stream_name,
+    subjects_of_service,
+)
+from smartid_events.log import LogRow, Translator, log_head, read_log
+from smartid_events.store import asyncpg_dsn
+from smartid_events.tracking import advance_position, ensure_positions_table, get_position
+
+log = logging.getLogger(__name__)
+
+RELAY_LAG = Gauge("smartid_relay_lag", "Log head minus the published position", ["service"])
+RELAY_PUBLISHED = Counter("smartid_relay_published_total", "Events published", ["service"])
+
+# The stream rejects a message unless its last sequence is the one we expect: after any lost
+# or reordered publish every later one in the window fails too, so the stream stays in log order.
+EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
+
+
+def relay_lock_key(service: str) -> int:
+    """The advisory lock key of a service's relay (stable across processes and versions)."""
+    return zlib.crc32(f"smartid-relay:{service}".encode())
+
+
+def relay_position_name(service: str) -> str:
+    return f"relay:{service}"
+
+
+def stream_config(service: str, duplicate_window_s: float = 300.0) -> StreamConfig:
+    """File storage, full history (no max age), de-duplication by `Nats-Msg-Id`."""
+    return StreamConfig(
+        name=stream_name(service),
+        subjects=[subjects_of_service(service)],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        max_age=0,
+        duplicate_window=duplicate_window_s,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    assert config.name is not None
+    try:
+        await js.stream_info(config.name)
+    except NotFoundError:
+        await js.add_stream(config)
+
+
+async def stream_tail(js: JetStreamContext, stream: str) -> tuple[int, int]:
+    """(last stream sequence, position header of the last message); zeros when empty."""
+    info = await js.stream_info(stream)
+    last_seq = int(info.state.last_seq or 0)
+    if last_seq == 0 or int(info.state.messages or 0) == 0:
+        return last_seq, 0
+    try:
+        msg = await js.get_msg(stream, seq=last_seq)
+    except NotFoundError:
+        return last_seq, 0
+    headers = msg.headers or {}
+    return last_seq, int(headers.get(HEADER_POSITION, 0))
+
+
+@dataclass
+class RelaySettings:
+    service: str
+    database_url: str
+    nats_url: str
+    table: str
+    translator: Translator
+    batch_size: int = 1000
+    poll_interval_s: float = 5.0
+    ack_timeout_s: float = 5.0
+    retry_delay_s: float = 0.2
+    max_retry_delay_s: float = 5.0
+    duplicate_window_s: float = 300.0
+    nats_options: dict[str, Any] = field(default_factory=dict)
+
+
+class PublishError(Exception):
+    """A publish in the window failed; the relay resumes from the last contiguous ack."""
+
+
+@dataclass
+class Relay:
+    settings: RelaySettings
+    # Called with the position reached after each recorded batch (tests, progress bars).
+    on_progress: Callable[[int], None] | None = None
+    # Stop once this position is published (a catch-up run); None: run until stopped.
+    until: int | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+
+    @property
+    def service(self) -> str:
+        return self.settings.service
+
+    @property
+    def stream(self) -> str:
+        return stream_name(self.settings.service)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Stand by until leader, then relay until `stop` is set; rides out NATS outages."""
+        stop = stop or asyncio.Event()
+        dsn = asyncpg_dsn(self.settings.database_url)
+        lock_conn = await asyncpg.connect(dsn)
+        try:
+            if not await self._lead(lock_conn, stop):
+                return
+            log.info("relay for %s is the leader", self.service)
+            await self._relay(dsn, lock_conn, stop)
+        finally:
+            await lock_conn.close()
+
+    async def _lead(self, lock_conn: asyncpg.Connection[Any], stop: asyncio.Event) -> bool:
+        key = relay_lock_key(self.service)
+        while not stop.is_set():
+            if await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                return True
+            await _wait(stop, self.settings.poll_interval_s)
+        return False
+
+    async def _relay(
+        self, dsn: str, lock_conn: asyncpg.Connection[Any], stop: asyncio.Event
+    ) -> None:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        listen_conn = await asyncpg.connect(dsn)
+        nc = await connect_nats(self.settings.nats_url, stop, **self.settings.nats_options)
+        try:
+            await ensure_positions_table(pool)
+            await listen_conn.add_listener(self.settings.table, self._on_notify)
+            await self._loop(pool, lock_conn, nc, stop)
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.close()
+            await listen_conn.close()
+            await pool.close()
+
+    def _on_notify(self, *_args: object) -> None:
+        self._wake.set()
+
+    async def _loop(
+        self,
+        pool: asyncpg.Pool[Any],
+        lock_conn: asyncpg.Connection[Any],
+        nc: NatsClient,
+        stop: asyncio.Event,
+    ) -> None:
+        js = nc.jetstream(publish_async_max_pending=self.settings.batch_size * 2)
+        name = relay_position_name(self.service)
+        position = await get_position(pool, name)
+        last_seq: int | None = None
+        delay = self.settings.retry_delay_s
+        while not stop.is_set():
+            try:
+                if last_seq is None:
+                    await ensure_stream(
+                        js, stream_config(self.service, self.settings.duplicate_window_s)
+                    )
+                    last_seq, stream_position = await stream_tail(js, self.stream)
+                    position = max(position, stream_position)
+                if self.until is not None and position >= self.until:
+                    return
+                self._wake.clear()
+                rows = await read_log(pool, self.settings.table, position, self.settings.batch_size)
+                if not rows:
+                    RELAY_LAG.labels(self.service).set(0)
+                    # The leader's connection must stay alive, or another relay may lead.
+                    await lock_conn.execute("SELECT 1")
+                    await _wait_any(stop, self._wake, self.settings.poll_interval_s)
+                    continue
+                reached, last_seq, error = await self._publish(js, rows, position, last_seq)
+                if reached > position:
+                    await advance_position(pool, name, reached)
+                    position = reached
+                    if self.on_progress is not None:
+                        self.on_progress(position)
+                if error is not None:
+                    raise error
+                delay = self.settings.retry_delay_s
+                RELAY_LAG.labels(self.service).set(
+                    max(0, await log_head(pool, self.settings.table) - position)
+                )
+            except (PublishError, nats.errors.Error, OSError, TimeoutError) as e:
+                log.warning("relay %s: %s; resuming from %d", self.service, e, position)
+                last_seq = None
+                await _wait(stop, delay)
+                delay = min(delay * 2, self.settings.max_retry_delay_s)
+
+    async def _publish(
+        self, js: JetStreamContext, rows: list[LogRow], position: int, last_seq: int
+    ) -> tuple[int, int, PublishError | None]:
+        """Publish rows pipelined; (last contiguous acked position, stream seq, error)."""
+        pending: list[tuple[int, asyncio.Future[Any] | None]] = []
+        expected = last_seq
+        error: PublishError | None = None
+        for row in rows:
+            event = self.settings.translator(row)
+            if event is None:
+                pending.append((row.notification_id, None))
+                continue
+            headers = event.headers()
+            headers[EXPECTED_LAST_SEQUENCE] = str(expected)
+            try:
+                future = await js.publish_async(
+                    event.nats_subject,
+                    event.to_json(),
+                    headers=headers,
+                    wait_stall=self.settings.ack_timeout_s,
+                )
+            except Exception as e:  # any failure ends the window; what was sent is awaited
+                error = PublishError(f"publish failed: {e!r}")
+                break
+            pending.append((row.notification_id, future))
+            expected += 1
+        reached, published = position, 0
+        for i, (notification_id, maybe_future) in enumerate(pending):
+            if maybe_future is None:
+                reached = notification_id
+                continue
+            try:
+                ack = await asyncio.wait_for(maybe_future, self.settings.ack_timeout_s)
+            except Exception as e:
+                error = PublishError(f"no ack for position {notification_id}: {e!r}")
+                for _, later in pending[i + 1 :]:
+                    if later is not None:
+                        later.cancel()
+                break
+            reached, last_seq = notification_id, int(ack.seq)
+            published += 1
+        RELAY_PUBLISHED.labels(self.service).inc(published)
+        return reached, last_seq, error
+
+    async def catch_up(self, stop: asyncio.Event | None = None) -> int:
+        """Lead, publish everything up to the log's current head, and return that head."""
+        dsn = asyncpg_dsn(self.settings.database_url)
+        async with _pool(dsn) as pool:
+            target = await log_head(pool, self.settings.table)
+        await Relay(self.settings, on_progress=self.on_progress, until=target).run(stop)
+        return target
+
+
+async def rebuild_stream(
+    settings: RelaySettings, on_progress: Callable[[int], None] | None = None
+) -> int:
+    """Delete the service's stream and republish its whole log from the event store.
+
+    Takes the relay's lock (fails if a relay is active: stop it first) and resets its position.
+    """
+    dsn = asyncpg_dsn(settings.database_url)
+    conn = await asyncpg.connect(dsn)
+    try:
+        if not await conn.fetchval(
+            "SELECT pg_try_advisory_lock($1)", relay_lock_key(settings.service)
+        ):
+            raise RuntimeError(f"a relay for {settings.service} is running: stop it first")
+        nc = await nats.connect(settings.nats_url, **settings.nats_options)
+        try:
+            js = nc.jetstream()
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(stream_name(settings.service))
+            await ensure_stream(js, stream_config(settings.service, settings.duplicate_window_s))
+        finally:
+            await nc.close()
+        await ensure_positions_table(conn)
+        await conn.execute(
+            "DELETE FROM smartid_positions WHERE name = $1", relay_position_name(settings.service)
+        )
+        # Released so that the catch-up relay below can take it.
+        await conn.execute("SELECT pg_advisory_unlock($1)", relay_lock_key(settings.service))
+    finally:
+        await conn.close()
+    return await Relay(settings, on_progress=on_progress).catch_up()
+
+
+async def connect_nats(url: str, stop: asyncio.Event, **options: Any) -> NatsClient:
+    """Connect, retrying until NATS answers (it may be down when the relay starts)."""
+    defaults: dict[str, Any] = {
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.2,
+        "allow_reconnect": True,
+        "connect_timeout": 2,
+    }
+    delay = 0.2
+    while True:
+        try:
+            return await nats.connect(url, **{**defaults, **options})
+        except (nats.errors.Error, OSError, TimeoutError) as e:
+            if stop.is_set():
+                raise
+            log.warning("NATS at %s not reachable (%s); retrying", url, e)
+            await _wait(stop, delay)
+            delay = min(delay * 2, 5.0)
+
+
+@contextlib.asynccontextmanager
+async def _pool(dsn: str) -> Any:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    tasks = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
