@@ -1,0 +1,1 @@
+"""Benchmarks that print SmartID's figures next to raw baselines measured in the same run."""

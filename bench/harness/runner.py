@@ -1,0 +1,75 @@
+"""Finding benchmark modules, running the selected benchmarks, collecting their figures."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pkgutil
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+import uvloop
+
+import bench
+from bench.harness.context import Context
+from bench.harness.registry import Benchmark, Figure, Figures, registered
+
+NOT_BENCHMARKS = {"__main__", "harness"}
+
+
+def discover() -> list[str]:
+    """Import every top-level module of `bench` (a new `bench/<name>.py` needs no wiring).
+
+    Returns the import errors, one line each: a module whose component does not exist yet
+    must not stop the others.
+    """
+    problems: list[str] = []
+    for module in pkgutil.iter_modules(bench.__path__):
+        if module.name in NOT_BENCHMARKS or module.name.startswith("_"):
+            continue
+        try:
+            importlib.import_module(f"bench.{module.name}")
+        except Exception as error:  # reported in the results; the other modules still run
+            problems.append(f"bench.{module.name}: {type(error).__name__}: {error}")
+    return problems
+
+
+def select(tokens: Sequence[str]) -> list[Benchmark]:
+    everything = registered()
+    if not tokens:
+        return everything
+    unknown = [t for t in tokens if not any(b.matches(t) for b in everything)]
+    if unknown:
+        known = ", ".join(sorted({b.group for b in everything} | {b.id for b in everything}))
+        raise SystemExit(f"unknown benchmark(s): {', '.join(unknown)}; known: {known}")
+    return [b for b in everything if any(b.matches(t) for t in tokens)]
+
+
+@dataclass
+class Outcome:
+    benchmark: Benchmark
+    seconds: float
+    figures: list[Figure] = field(default_factory=list)
+    error: str | None = None
+
+
+def run_one(entry: Benchmark, ctx: Context) -> Outcome:
+    t0 = time.perf_counter()
+    try:
+        if entry.is_async:
+            function = cast(Callable[[Context], Awaitable[Figures]], entry.function)
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                figures: Iterable[Figure] = runner.run(_call_async(function, ctx))
+        else:
+            figures = cast(Figures, entry.function(ctx))
+        collected = list(figures)
+    except Exception:  # one failed benchmark is reported; the run goes on
+        return Outcome(entry, time.perf_counter() - t0, error=traceback.format_exc())
+    return Outcome(entry, time.perf_counter() - t0, collected)
+
+
+async def _call_async(function: Callable[[Context], Awaitable[Figures]], ctx: Context) -> Figures:
+    return await function(ctx)
