@@ -1,0 +1,246 @@
+"""Billing: the event-sourced use cases of billing-svc (facts in, runs, payments, invoices out)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    ProcessRecorder,
+    Tracking,
+    Transcoding,
+)
+from eventsourcing.utils import get_topic
+
+from billing_svc.domain import facts, periods
+from billing_svc.domain.account import Account
+from billing_svc.domain.errors import AccountNotFoundError, InvoiceNotFoundError
+from billing_svc.domain.invoice import Invoice
+from billing_svc.domain.liability import LiabilityCap, liability_cap
+from billing_svc.issuer import Issuer
+from billing_svc.views import InvoiceView
+
+JST = timezone(timedelta(hours=9))
+OPENED_TOPIC = get_topic(Account.Opened)  # type: ignore[attr-defined]
+MAX_BATCH_RETRIES = 3
+
+Progress = Callable[["RunProgress"], None]
+
+
+class DateAsISO(Transcoding):
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Where a billing run is: accounts looked at so far of `total`, invoices issued so far."""
+
+    period: str
+    done: int
+    total: int
+    issued: int
+
+
+@dataclass(frozen=True)
+class RunReport:
+    period: str
+    accounts: int
+    issued: int
+    invoice_ids: list[UUID]
+
+
+class Billing(Application[UUID]):
+    """billing-svc's application. Every method is synchronous; each command is one transaction.
+
+    Methods fed by other services' events take an eventsourcing `Tracking`: the upstream
+    position is recorded in the transaction that saves the events it caused, and
+    `already_handled` tells a consumer whether a redelivery was recorded before.
+    """
+
+    name = "billing"
+
+    def __init__(self, env: dict[str, str] | None = None, issuer: Issuer | None = None) -> None:
+        super().__init__(env)
+        self.issuer = issuer
+
+    def construct_recorder(self) -> ProcessRecorder:
+        # The process recorder stores tracking records beside the events, atomically.
+        return self.factory.process_recorder()
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    # Facts from contract-svc ------------------------------------------------------------------
+
+    def already_handled(self, tracking: Tracking) -> bool:
+        recorder = self.recorder
+        assert isinstance(recorder, ProcessRecorder)
+        return recorder.has_tracking_id(tracking.application_name, tracking.notification_id)
+
+    def record_contract_fact(
+        self, contract_id: str, fact: facts.ContractFact, tracking: Tracking | None = None
+    ) -> None:
+        """Apply one contract fact; a fact already handled (by its tracking) changes nothing."""
+        if tracking is not None and self.already_handled(tracking):
+            return
+        if isinstance(fact, facts.Applied):
+            try:
+                account = self._account(contract_id)
+            except AccountNotFoundError:
+                account = Account.open(contract_id, fact)
+        else:
+            account = self._account(contract_id)
+            account.record(fact)
+        self._save(account, tracking=tracking)
+
+    # Billing runs -----------------------------------------------------------------------------
+
+    def run_billing(
+        self,
+        period: str,
+        *,
+        issued_on: date | None = None,
+        batch_size: int = 500,
+        progress: Progress | None = None,
+    ) -> RunReport:
+        """Issue `period`'s invoices. Idempotent: a repeated or resumed run issues only what is
+        missing, because an invoice's id derives from contract and month and each account
+        knows the months it has invoiced. Each batch of accounts is one transaction."""
+        periods.parse(period)
+        issued_on = issued_on or datetime.now(JST).date()
+        account_ids = list(self._account_ids())
+        issued: list[UUID] = []
+        for offset in range(0, len(account_ids), batch_size):
+            batch = account_ids[offset : offset + batch_size]
+            issued.extend(self._bill_batch(batch, period, issued_on))
+            if progress is not None:
+                done = offset + len(batch)
+                progress(RunProgress(period, done, len(account_ids), len(issued)))
+        return RunReport(period, len(account_ids), len(issued), issued)
+
+    def _bill_batch(self, ids: list[UUID], period: str, issued_on: date) -> list[UUID]:
+        for _attempt in range(MAX_BATCH_RETRIES):
+            changed: list[Aggregate] = []
+            invoices: list[UUID] = []
+            for account_id in ids:
+                account: object = self.repository.get(account_id)
+                assert isinstance(account, Account)
+                invoice = account.bill(period, issued_on)
+                if invoice is not None:
+                    changed.extend((account, invoice))
+                    invoices.append(invoice.id)
+            try:
+                if changed:
+                    self.save(*changed)
+            except IntegrityError:
+                # A fact for one of these accounts was saved meanwhile: reload and bill again.
+                continue
+            return invoices
+        raise RuntimeError(f"billing run {period}: batch kept conflicting with concurrent writes")
+
+    def _account_ids(self) -> Iterator[UUID]:
+        start: int | None = None
+        page = 1000
+        while True:
+            notifications = self.recorder.select_notifications(
+                start=start, limit=page, topics=[OPENED_TOPIC], inclusive_of_start=False
+            )
+            for notification in notifications:
+                yield UUID(str(notification.originator_id))
+            if len(notifications) < page:
+                return
+            start = notifications[-1].id
+
+    # Payments and surcharges ------------------------------------------------------------------
+
+    def record_payment(
+        self,
+        invoice_id: UUID,
+        amount: int,
+        paid_on: date,
+        tracking: Tracking | None = None,
+    ) -> InvoiceView:
+        """Record a payment. When it completes a late invoice, the interest its lateness owes is
+        charged to the account (Art. 15) for the next invoice; an overpayment becomes credit."""
+        invoice = self._invoice(invoice_id)
+        account = self._account(invoice.contract_id)
+        was_settled = invoice.outstanding == 0
+        excess = invoice.record_payment(amount, paid_on)
+        if not was_settled and invoice.outstanding == 0:
+            account.charge_late_interest(invoice, invoice.late_interest(paid_on))
+        account.carry_overpayment(invoice, excess)
+        self._save(invoice, account, tracking=tracking)
+        return InvoiceView.of(invoice, paid_on)
+
+    def assess_surcharge(
+        self, contract_id: str, evaded_amount: int, note: str | None = None
+    ) -> None:
+        """Art. 13(3): bill the evaded fee E and a surcharge of 2E on the next invoice."""
+        account = self._account(contract_id)
+        account.assess_surcharge(evaded_amount, note)
+        self._save(account)
+
+    # Queries ----------------------------------------------------------------------------------
+
+    def get_invoice(self, invoice_id: UUID, as_of: date | None = None) -> InvoiceView:
+        return InvoiceView.of(self._invoice(invoice_id), as_of or datetime.now(JST).date())
+
+    def invoices_of(self, contract_id: str, as_of: date | None = None) -> list[InvoiceView]:
+        account = self._account(contract_id)
+        return [self.get_invoice(i, as_of) for i in account.invoice_ids]
+
+    def liability_cap(self, contract_id: str, period: str) -> LiabilityCap:
+        periods.parse(period)
+        return liability_cap(contract_id, self._account(contract_id).tariff, period)
+
+    def invoice_pdf(self, invoice_id: UUID, as_of: date | None = None) -> bytes:
+        from billing_svc.pdf import render_invoice
+
+        if self.issuer is None:
+            raise RuntimeError(
+                "no issuer configured (BILLING_ISSUER_NAME, ..._REGISTRATION_NUMBER)"
+            )
+        return render_invoice(self.get_invoice(invoice_id, as_of), self.issuer)
+
+    # Plumbing ---------------------------------------------------------------------------------
+
+    def _account(self, contract_id: str) -> Account:
+        try:
+            account: object = self.repository.get(Account.create_id(contract_id))
+        except AggregateNotFoundError:
+            raise AccountNotFoundError(f"no account for contract {contract_id}") from None
+        assert isinstance(account, Account)
+        return account
+
+    def _invoice(self, invoice_id: UUID) -> Invoice:
+        try:
+            invoice: object = self.repository.get(invoice_id)
+        except AggregateNotFoundError:
+            raise InvoiceNotFoundError(f"no invoice {invoice_id}") from None
+        if not isinstance(invoice, Invoice):
+            raise InvoiceNotFoundError(f"no invoice {invoice_id}")
+        return invoice
+
+    def _save(self, *aggregates: Aggregate, tracking: Tracking | None = None) -> None:
+        if tracking is None:
+            self.save(*aggregates)
+            return
+        processing: ProcessingEvent[UUID] = ProcessingEvent(tracking)
+        processing.collect_events(*aggregates)
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)

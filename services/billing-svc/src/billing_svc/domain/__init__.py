@@ -1,0 +1,1 @@
+"""billing-svc's pure domain: arithmetic, accounts and invoices (no I/O)."""

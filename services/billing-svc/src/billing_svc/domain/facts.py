@@ -1,0 +1,81 @@
+"""The contract facts billing acts on, as contract-svc publishes them (one dataclass per event)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+
+@dataclass(frozen=True)
+class Applied:
+    contractor_name: str
+    monthly_fee_per_id: int
+    id_count: int
+    construction_fee: int | None = None
+
+
+@dataclass(frozen=True)
+class Approved:
+    start_date: date
+
+
+@dataclass(frozen=True)
+class IdCountChanged:
+    id_count: int
+    effective_date: date
+
+
+@dataclass(frozen=True)
+class FeeChanged:
+    monthly_fee_per_id: int
+    effective_date: date
+
+
+@dataclass(frozen=True)
+class Suspended:
+    start_date: date | None = None
+
+
+@dataclass(frozen=True)
+class Resumed:
+    effective_date: date | None = None
+
+
+@dataclass(frozen=True)
+class Terminated:
+    effective_date: date  # the last day of service
+
+
+@dataclass(frozen=True)
+class ApprovalRevoked:
+    effective_date: date  # the last day billed: costs so far are borne (Art. 4(4))
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason_code: str | None = None
+
+
+@dataclass(frozen=True)
+class ConstructionStarted:
+    started_on: date | None = None
+
+
+@dataclass(frozen=True)
+class ConstructionCancelled:
+    cancelled_on: date | None = None
+
+
+ContractFact = (
+    Applied
+    | Approved
+    | IdCountChanged
+    | FeeChanged
+    | Suspended
+    | Resumed
+    | Terminated
+    | ApprovalRevoked
+    | Rejected
+    | ConstructionStarted
+    | ConstructionCancelled
+)
