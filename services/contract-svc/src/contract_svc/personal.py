@@ -1,0 +1,96 @@
+"""Sealing personal fields with the contract's own key, so destroying the key erases them."""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+from uuid import UUID
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.domain import DomainEventProtocol, Snapshot
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+
+from contract_svc.domain import ERASED
+from contract_svc.keys import KeyStore
+
+SEALED = "_sealed_"
+NONCE_BYTES = 12
+
+
+class SnapshotErasedError(Exception):
+    """A sealed snapshot whose key is gone: rebuild the aggregate from its events instead."""
+
+
+def personal_fields_of(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(getattr(cls, "personal_fields", ()))
+
+
+class PersonalDataMapper(Mapper[UUID]):
+    """Encrypts the fields each event class names in `personal_fields` with its contract's key.
+
+    After the key is destroyed events read back with `[erased]` in those fields; history is
+    never rewritten. A sealed value is bound to its event (originator, version, field) so it
+    cannot be moved to another event.
+    """
+
+    def __init__(self, transcoder: Transcoder, key_store: KeyStore) -> None:
+        super().__init__(transcoder=transcoder)
+        self.key_store = key_store
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        fields = personal_fields_of(type(domain_event))
+        if not fields:
+            return super().to_stored_event(domain_event)
+        originator_id = domain_event.originator_id
+        key = self.key_store.key_for(originator_id)
+        state = dict(vars(domain_event))
+        for name in fields:
+            value = state.get(name)
+            if value is None:
+                continue
+            if key is None:
+                # The contract was erased: a snapshot's state was rebuilt from erased events and
+                # holds only placeholders; any other field becomes one, never plaintext.
+                if not isinstance(domain_event, Snapshot):
+                    state[name] = ERASED
+            else:
+                state[name] = self._seal(key, domain_event, name, value)
+        sealed_event = object.__new__(type(domain_event))
+        object.__setattr__(sealed_event, "__dict__", state)
+        return super().to_stored_event(sealed_event)
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        domain_event = super().to_domain_event(stored_event)
+        fields = personal_fields_of(type(domain_event))
+        if not fields:
+            return domain_event
+        state = domain_event.__dict__
+        key: bytes | None = None
+        for name in fields:
+            value = state.get(name)
+            if not (isinstance(value, dict) and SEALED in value):
+                continue
+            key = key or self.key_store.existing_key(domain_event.originator_id)
+            if key is None:
+                if isinstance(domain_event, Snapshot):
+                    raise SnapshotErasedError(str(domain_event.originator_id))
+                state[name] = ERASED
+            else:
+                state[name] = self._open(key, domain_event, name, value[SEALED])
+        return domain_event
+
+    def _seal(self, key: bytes, event: DomainEventProtocol[UUID], name: str, value: Any) -> Any:
+        nonce = os.urandom(NONCE_BYTES)
+        plaintext = self.transcoder.encode({"v": value})
+        ciphertext = AESGCM(key).encrypt(nonce, plaintext, _aad(event, name))
+        return {SEALED: base64.b64encode(nonce + ciphertext).decode()}
+
+    def _open(self, key: bytes, event: DomainEventProtocol[UUID], name: str, sealed: str) -> Any:
+        raw = base64.b64decode(sealed)
+        plaintext = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _aad(event, name))
+        return self.transcoder.decode(plaintext)["v"]
+
+
+def _aad(event: DomainEventProtocol[UUID], name: str) -> bytes:
+    return f"{event.originator_id}:{event.originator_version}:{name}".encode()
