@@ -75,3 +75,31 @@ async def stream_messages(nats_url: str, service: str) -> list[tuple[int, str, A
         return out
     finally:
         await nc.close()
+
+
+def an_event(
+    service: str, contract_id: str, name: str, position: int, data: dict[str, Any], version: int = 1
+) -> CloudEvent:
+    return CloudEvent(
+        id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{service}/{position}")),
+        source=f"/{service}",
+        type=event_type(service, name, version),
+        subject=contract_id,
+        time=datetime.now(UTC),
+        data=data,
+        position=position,
+    )
+
+
+async def publish_events(nats_url: str, service: str, events: list[CloudEvent]) -> None:
+    """Publish events as the relay would (into a stream created if missing)."""
+    from smartid_events.relay import ensure_stream, stream_config
+
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, stream_config(service))
+        for e in events:
+            await js.publish(e.nats_subject, e.to_json(), headers=e.headers())
+    finally:
+        await nc.close()

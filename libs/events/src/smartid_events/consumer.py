@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge
 
 from smartid_events.envelope import (
     CloudEvent,
+    parse_event_type,
     partition_token,
     stream_name,
     subjects_of_partition,
@@ -41,7 +42,7 @@ CONSUMER_DUPLICATES = Counter(
     "smartid_consumer_duplicates_total", "Redeliveries found already handled", ["consumer"]
 )
 CONSUMER_PARKED = Counter("smartid_consumer_parked_total", "Messages parked", ["consumer"])
-CONSUMER_PARKED_NOW = Gauge("smartid_consumer_parked", "Messages parked now", ["consumer"])
+CONSUMER_PARKED_NOW = Gauge("smartid_consumer_parked_messages", "Messages parked now", ["consumer"])
 
 Ctx = TypeVar("Ctx")
 
@@ -60,9 +61,15 @@ def decode(raw: bytes, registry: Registry, *, validate: bool = True) -> CloudEve
     except Exception as e:
         raise UndecodableError(f"not a CloudEvent: {e!r}") from None
     try:
+        service, name, _ = parse_event_type(event.type)
+    except ValueError as e:
+        raise UndecodableError(str(e)) from None
+    if not registry.knows(service, name):
+        return event  # not in our published language: the handler decides whether it cares
+    try:
         latest_type, data = registry.upcast(event.type, event.data)
     except UnknownEventTypeError:
-        return event
+        raise UndecodableError(f"unknown version: {event.type}") from None
     upcast = CloudEvent(**{**event.__dict__, "type": latest_type, "data": data})
     if validate:
         try:
@@ -154,10 +161,10 @@ class Consumer(Generic[Ctx]):
                 if sub is None:
                     sub = await self._subscribe(js, partition)
                 msgs = await sub.fetch(self.fetch_batch, timeout=self.fetch_timeout_s)
-            except nats.errors.TimeoutError:
-                continue
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue  # nothing to fetch yet (or a subscribe that timed out: tried again)
             except (nats.errors.Error, OSError) as e:
-                log.warning("%s p%02d: %s; retrying", self.name, partition, e)
+                log.warning("%s p%02d: %r; retrying", self.name, partition, e)
                 sub = None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)

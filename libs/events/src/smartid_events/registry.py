@@ -76,6 +76,10 @@ class Registry:
     def __iter__(self) -> Iterator[EventSpec]:
         return iter(sorted(self._specs.values(), key=lambda s: (s.service, s.name, s.version)))
 
+    def knows(self, service: str, name: str) -> bool:
+        """Whether any version of the event is registered."""
+        return any(s.service == service and s.name == name for s in self._specs.values())
+
     def latest(self, service: str, name: str) -> EventSpec:
         versions = [s for s in self._specs.values() if s.service == service and s.name == name]
         if not versions:
@@ -89,6 +93,7 @@ class Registry:
     def upcast(self, type_: str, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """Bring data of `type_` up to the latest registered version of that event."""
         service, name, version = parse_event_type(type_)
+        self.get(type_)  # a version newer than we know cannot be read as the latest
         latest = self.latest(service, name)
         while version < latest.version:
             version += 1

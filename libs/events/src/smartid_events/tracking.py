@@ -109,7 +109,8 @@ class ProcessContext:
     async def save(self, *objs: Any) -> None:
         if self.saved:
             raise RuntimeError("one save per handled event: the tracking is recorded once")
-        await asyncio.to_thread(self.app.save, *objs, tracking=self.tracking)
+        events = [e for obj in objs for e in obj.collect_events()]
+        await asyncio.to_thread(self.app.events.put, events, tracking=self.tracking)
         self.saved = True
 
 
