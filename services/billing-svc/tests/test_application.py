@@ -166,7 +166,7 @@ def test_a_backdated_termination_is_adjusted_on_the_next_invoice(billing: Billin
     billing.run_billing("2026-06", issued_on=D(2026, 7, 1))
     billing.record_contract_fact("c-1", facts.Terminated(D(2026, 6, 15)))
     billing.run_billing("2026-07", issued_on=D(2026, 8, 1))
-    may, june, july = billing.invoices_of("c-1")
+    _may, june, july = billing.invoices_of("c-1")
     assert june.subtotal == 10000  # an issued invoice never changes
     # June is now Jun 1–15 = 15 days: floor(150000 / 30.4) = 4934: adjustment 4934 − 10000.
     assert [(line.kind, line.amount) for line in july.lines] == [("adjustment", -5066)]
