@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
-from eventsourcing.domain import BaseAggregate, DomainEventProtocol
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import BaseAggregate, CanMutateAggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder
 from psycopg.sql import SQL, Composed, Identifier
@@ -154,12 +154,21 @@ class _Working:
     def __init__(self, base: list[Event]) -> None:
         self.base = base
         self.accepted: list[Event] = []
-        self.aggregate: AnyAggregate | None = project_aggregate(None, base)
+        self.aggregate = _project(base)
 
     def rebuild(self) -> None:
         # A failed command may have mutated the object and left pending events on it: replay
         # from the loaded events plus those of the commands accepted so far instead.
-        self.aggregate = project_aggregate(None, [*self.base, *self.accepted])
+        self.aggregate = _project([*self.base, *self.accepted])
+
+
+def _project(events: Iterable[Event]) -> AnyAggregate | None:
+    # The library's project_aggregate() checks a runtime Protocol on every event, which
+    # costs more than the mutation itself.
+    aggregate: AnyAggregate | None = None
+    for event in events:
+        aggregate = cast(CanMutateAggregate[UUID], event).mutate(aggregate)
+    return aggregate
 
 
 class GroupCommitter:
@@ -346,9 +355,21 @@ class GroupCommitter:
         return events
 
     def _save(self, events: list[Event], working: dict[UUID, _Working]) -> None:
-        # Passing the aggregates (with nothing pending) lets the application take snapshots.
-        aggregates = [w.aggregate for w in working.values() if w.accepted and w.aggregate]
-        self.app.save(*events, *aggregates)
+        """`Application.save` (eventsourcing 9.5.6) for events already collected.
+
+        `save()` checks runtime Protocols on every object it is given, which costs more per
+        command than the insert; the events and aggregates are known here, so hand them over.
+        """
+        app = self.app
+        processing = ProcessingEvent[UUID]()
+        processing.events = events
+        processing.aggregates = {
+            i: w.aggregate for i, w in working.items() if w.accepted and w.aggregate
+        }
+        recordings = app._record(processing)
+        app._take_snapshots(processing)
+        app._notify(recordings)
+        app.notify(processing.events)
 
     def _already_stored(self, events: list[Event]) -> bool:
         """Whether these very events are stored: a retried insert whose first try committed."""
@@ -377,11 +398,13 @@ class _Loader:
             self._datastore = datastore
             id_type = SQL(datastore.originator_id_type)
             self._events_sql = SQL(
+                # LATERAL keeps the plan on the primary key; a plain join on unnest() can
+                # pick a hash join over a sequential scan of the whole table.
                 "SELECT e.originator_id, e.originator_version, e.topic, e.state"
                 " FROM unnest(%s::{id_type}[], %s::bigint[]) AS k(id, gt)"
-                " JOIN {schema}.{table} AS e"
-                " ON e.originator_id = k.id AND e.originator_version > k.gt"
-                " ORDER BY e.originator_id, e.originator_version"
+                " CROSS JOIN LATERAL (SELECT * FROM {schema}.{table} AS s"
+                "  WHERE s.originator_id = k.id AND s.originator_version > k.gt"
+                "  ORDER BY s.originator_version) AS e"
             ).format(
                 id_type=id_type,
                 schema=Identifier(datastore.schema),
