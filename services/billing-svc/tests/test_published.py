@@ -48,11 +48,11 @@ def test_the_published_id_is_stable_for_the_same_stored_event() -> None:
     [notification] = billing.recorder.select_notifications(start=1, limit=1)
     event = billing.mapper.to_domain_event(notification)
     assert publish(event, 1) is None  # the account's opening is private
-    issued = [
+    issued = next(
         billing.mapper.to_domain_event(n)
         for n in billing.recorder.select_notifications(start=1, limit=1000)
         if n.topic.endswith("Invoice.Issued")
-    ][0]
+    )
     first, second = publish(issued, 5), publish(issued, 5)
     assert first is not None and second is not None
     assert first.id == second.id
