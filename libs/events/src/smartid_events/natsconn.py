@@ -6,10 +6,12 @@ import logging
 
 import nats
 from nats.aio.client import Client
+from nats.errors import NoServersError
 
 logger = logging.getLogger("smartid.nats")
 
 RECONNECT_WAIT_S = 1.0
+FOREVER = -1
 
 
 def inbox_prefix_for(user: str | None) -> str:
@@ -24,14 +26,18 @@ async def connect(
     user: str | None = None,
     password: str | None = None,
     connect_timeout: float = 5.0,
+    initial_attempts: int = 3,
 ) -> Client:
     """Connect to `url` (comma-separated for a cluster) as `user`; reconnect without limit.
 
-    The first connection must succeed (within `connect_timeout`, raising otherwise) so that a
-    wrong URL or password fails at start-up, not silently later.
+    The first connection must succeed within `initial_attempts` tries per server, raising
+    `ConnectionError` otherwise, so that a wrong URL or password fails at start-up instead of
+    retrying silently; once connected, the client reconnects forever.
     """
+    errors: list[Exception] = []
 
     async def on_error(e: Exception) -> None:
+        errors.append(e)
         logger.error("NATS error", extra={"nats_name": name, "error": repr(e)})
 
     async def on_disconnected() -> None:
@@ -43,19 +49,25 @@ async def connect(
     async def on_closed() -> None:
         logger.info("NATS connection closed", extra={"nats_name": name})
 
-    client: Client = await nats.connect(
-        servers=[u.strip() for u in url.split(",") if u.strip()],
-        name=name,
-        user=user,
-        password=password,
-        inbox_prefix=inbox_prefix_for(user),
-        connect_timeout=connect_timeout,
-        allow_reconnect=True,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=RECONNECT_WAIT_S,
-        error_cb=on_error,
-        disconnected_cb=on_disconnected,
-        reconnected_cb=on_reconnected,
-        closed_cb=on_closed,
-    )
+    try:
+        client: Client = await nats.connect(
+            servers=[u.strip() for u in url.split(",") if u.strip()],
+            name=name,
+            user=user,
+            password=password,
+            inbox_prefix=inbox_prefix_for(user),
+            connect_timeout=connect_timeout,
+            allow_reconnect=True,
+            max_reconnect_attempts=initial_attempts,
+            reconnect_time_wait=RECONNECT_WAIT_S,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+            closed_cb=on_closed,
+        )
+    except NoServersError as e:
+        cause = errors[-1] if errors else e
+        raise ConnectionError(f"cannot connect to NATS at {url} as {user}: {cause}") from cause
+    # nats-py reads this option on every reconnect: from now on, never give up.
+    client.options["max_reconnect_attempts"] = FOREVER
     return client

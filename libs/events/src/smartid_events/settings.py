@@ -52,6 +52,8 @@ class ServiceSettings(BaseSettings):
     jwt_secret: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(48)))
     jwt_secret_generated: bool = False
     log_level: str = "INFO"
+    # JetStream replicas of the service's stream: 1 on the embedded server, 3 on the cluster.
+    stream_replicas: int = 1
 
     @model_validator(mode="before")
     @classmethod

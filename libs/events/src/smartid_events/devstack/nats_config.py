@@ -91,6 +91,12 @@ def users_for(specs: Iterable[ServiceSpec], passwords: Mapping[str, str]) -> lis
     return users
 
 
+def _password(value: str) -> str:
+    # `$NAME` is a nats-server variable reference (deploy/ takes passwords from the environment);
+    # generated passwords never start with `$`.
+    return value if value.startswith("$") else json.dumps(value)
+
+
 def new_password() -> str:
     return secrets.token_urlsafe(24)
 
@@ -112,6 +118,6 @@ def render_authorization(users: Iterable[NatsUser]) -> str:
         )
         entries.append(
             f"    {{\n      user: {json.dumps(user.name)}\n"
-            f"      password: {json.dumps(user.password)}{permissions}\n    }}"
+            f"      password: {_password(user.password)}{permissions}\n    }}"
         )
     return "authorization {\n  users = [\n" + "\n".join(entries) + "\n  ]\n}\n"
