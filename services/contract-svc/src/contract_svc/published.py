@@ -1,0 +1,126 @@
+"""Which domain events leave contract-svc, and as what: CloudEvents without personal data.
+
+The one exception is `UserRegistered`'s name and e-mail, which idp-bridge must pass to the
+NTT Com app (Art. 26(2)); erasing a contract purges its subjects from the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import DomainEventProtocol
+
+from contract_svc.domain import Contract, Service
+from contract_svc.views import jsonable
+from smartid_events.envelope import SERVICE_WIDE, CloudEvent, event_type
+
+SERVICE = "contract"
+SOURCE = "smartid/contract-svc"
+EVENT_ID_NAMESPACE = UUID("3d0f6a52-71f4-4c8e-a0a5-0c5cb6e2b1f7")
+
+DataOf = Callable[[Any], dict[str, Any]]
+
+
+def _fields(*names: str) -> DataOf:
+    return lambda e: {name: jsonable(getattr(e, name)) for name in names}
+
+
+def _applied(e: Contract.Applied) -> dict[str, Any]:
+    return {
+        "tenant_id": e.tenant_id,
+        "terms_version": e.terms_version,
+        "plan": {"monthly_fee_per_id": e.monthly_fee_per_id, "id_count": e.id_count},
+        "construction_fee": e.construction_fee,
+    }
+
+
+_EFFECTIVE = _fields("effective_date")
+
+CONTRACT_EVENTS: dict[type[Any], DataOf] = {
+    Contract.Applied: _applied,
+    Contract.Approved: _fields("start_date"),
+    Contract.Rejected: _fields("reason_code"),
+    Contract.ApprovalRevoked: _fields("reason_code", "effective_date"),
+    Contract.IdCountChanged: _fields("id_count", "effective_date"),
+    Contract.Suspended: _fields(
+        "reason_code", "start_date", "end_date", "urgent", "notice_required"
+    ),
+    Contract.SuspensionTookEffect: _EFFECTIVE,
+    Contract.Resumed: _EFFECTIVE,
+    Contract.ResumptionTookEffect: _EFFECTIVE,
+    Contract.Terminated: _fields(
+        "initiator",
+        "reason_code",
+        "effective_date",
+        "notice_required",
+        "written_notice_received_on",
+    ),
+    Contract.TerminationTookEffect: _EFFECTIVE,
+    Contract.NoticeCompleted: _fields("notice_for", "completed_at"),
+    Contract.ContractorSucceeded: _fields("cause", "tenant_id", "effective_date"),
+    Contract.TransferApproved: _fields("tenant_id", "effective_date"),
+    Contract.ContractorDetailsChanged: _EFFECTIVE,
+    # Art. 26(2): the only personal data published.
+    Contract.UserRegistered: _fields("user_id", "name", "email", "consent_obtained_at"),
+    Contract.UserRemoved: _fields("user_id"),
+    Contract.UserCredentialsCompromised: _fields("user_id", "reported_at"),
+    Contract.UserIdReissued: _fields("user_id", "new_user_id", "urgent", "notice_required"),
+    Contract.ConstructionStarted: _fields("started_on"),
+    Contract.ConstructionCancelled: _fields("cancelled_on", "reason"),
+    Contract.PersonalDataErased: _fields(),
+}
+
+SERVICE_EVENTS: dict[type[Any], DataOf] = {
+    Service.TermsPublished: _fields("version", "content", "effective_date", "published_at"),
+    Service.InterruptionAnnounced: _fields(
+        "interruption_id",
+        "reason_code",
+        "starts_at",
+        "ends_at",
+        "scope",
+        "description",
+        "urgent",
+        "notice_required",
+    ),
+    Service.DiscontinuationAnnounced: _fields(
+        "reason_code", "effective_date", "scope", "description", "announced_on", "notice_required"
+    ),
+    Service.FeeChanged: _fields(
+        "monthly_fee_per_id", "effective_date", "announced_on", "notice_required"
+    ),
+}
+
+
+def event_id(originator_id: UUID, originator_version: int) -> str:
+    """Stable per stored event, so a republished event keeps its Nats-Msg-Id."""
+    return str(uuid5(EVENT_ID_NAMESPACE, f"{originator_id}:{originator_version}"))
+
+
+def publish(
+    domain_event: DomainEventProtocol[UUID], position: int, correlation_id: str | None
+) -> CloudEvent | None:
+    """The CloudEvent for a stored event, or None when the event stays inside the service."""
+    cls = type(domain_event)
+    if cls in CONTRACT_EVENTS:
+        subject = str(domain_event.originator_id)
+        data = {"contract_id": subject, **CONTRACT_EVENTS[cls](domain_event)}
+    elif cls in SERVICE_EVENTS:
+        subject = SERVICE_WIDE
+        data = SERVICE_EVENTS[cls](domain_event)
+    else:
+        return None
+    timestamp = getattr(domain_event, "timestamp", None)
+    assert isinstance(timestamp, datetime)
+    return CloudEvent(
+        id=event_id(domain_event.originator_id, domain_event.originator_version),
+        source=SOURCE,
+        type=event_type(SERVICE, cls.__name__, 1),
+        subject=subject,
+        time=timestamp,
+        data=data,
+        position=position,
+        correlation_id=correlation_id,
+    )
