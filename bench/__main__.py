@@ -14,7 +14,7 @@ from rich.console import Console
 
 from bench.harness.context import REPO_ROOT, Context
 from bench.harness.machine import machine
-from bench.harness.report import markdown, print_table, rows, write_json
+from bench.harness.report import BACKGROUND_CPU_WARNING, markdown, print_table, rows, write_json
 from bench.harness.runner import Outcome, discover, run_one, select
 from bench.harness.servers import Servers
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     err = Console(stderr=True)
-    out = Console()
+    out = Console() if sys.stdout.isatty() else Console(width=200)
     problems = discover()
     for problem in problems:
         err.print(f"[yellow]could not import {problem}[/yellow]")
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = datetime.now(UTC)
+    before = machine()  # the load average before the run: other work skews every figure
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="smartid-bench-") as tmp:
         work_dir = Path(tmp)
@@ -62,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
                     err.print(f"[red]{prefix} failed[/red]\n{outcome.error}")
                 else:
                     progress(f"done: {len(outcome.figures)} figure(s)")
-            info = machine() | servers.versions()
+                if outcome.background_cpu > BACKGROUND_CPU_WARNING:
+                    progress(
+                        f"[yellow]the machine was {outcome.background_cpu:.0%} busy with other "
+                        "work before this benchmark: its figures are low[/yellow]"
+                    )
+            info = before | servers.versions()
         finally:
             servers.close()
     finished = datetime.now(UTC)

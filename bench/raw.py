@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import uuid
@@ -68,6 +69,35 @@ def _timed_threads(
     t0 = time.perf_counter()
     n = _run_threads(threads, seconds, work)
     return n, max(time.perf_counter() - t0, 1e-9)
+
+
+@benchmark("disk", group="raw")
+def disk(ctx: Context) -> list[Figure]:
+    """The disk under the servers: 4 KiB append + fdatasync, one at a time (commit latency)."""
+    path = ctx.work_dir / "fsync-probe"
+    block = os.urandom(4096)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        n = 0
+        t0 = time.perf_counter()
+        deadline = t0 + ctx.seconds(3)
+        while n < MAX_OPS and time.perf_counter() < deadline:
+            os.write(fd, block)
+            os.fdatasync(fd)
+            n += 1
+        elapsed = time.perf_counter() - t0
+    finally:
+        os.close(fd)
+        path.unlink()
+    return [
+        Figure(
+            "raw.disk.fdatasync",
+            "disk: 4 KiB write + fdatasync",
+            n / elapsed,
+            "syncs/s",
+            detail={"syncs": n, "seconds": round(elapsed, 3)},
+        )
+    ]
 
 
 @benchmark("pg-insert", group="raw")

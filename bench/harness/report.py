@@ -17,6 +17,8 @@ from bench.harness.runner import Outcome
 
 # A load generator above this CPU share (of one core) may be what limits an HTTP figure.
 CLIENT_CPU_WARNING = 0.85
+# Other work using more than this share of the CPUs before a benchmark makes its figures low.
+BACKGROUND_CPU_WARNING = 0.15
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ def rows(outcomes: Sequence[Outcome], *, include_pending: bool) -> list[Row]:
             errors = figure.detail.get("errors") or figure.detail.get("failed")
             if errors:
                 notes.append(f"{errors} errors")
+            if outcome.background_cpu > BACKGROUND_CPU_WARNING:
+                notes.append(f"busy machine: {outcome.background_cpu:.0%} CPU in other work")
             result.append(
                 Row(
                     key=figure.key,
@@ -172,6 +176,7 @@ def write_json(
                 "id": o.benchmark.id,
                 "seconds": round(o.seconds, 3),
                 "error": o.error,
+                "background_cpu": round(o.background_cpu, 3),
                 "figures": [f.key for f in o.figures],
             }
             for o in outcomes

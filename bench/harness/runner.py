@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
+import psutil
 import uvloop
 
 import bench
@@ -54,9 +55,37 @@ class Outcome:
     seconds: float
     figures: list[Figure] = field(default_factory=list)
     error: str | None = None
+    background_cpu: float = 0.0  # share of all CPUs busy just before, while we were idle
+
+
+def background_cpu(seconds: float = 0.5) -> float:
+    """How busy the machine is with other work: CPU used by processes outside this run (our
+    servers and their workers are children of ours) and steal, as a share of all CPUs."""
+    system0, ours0 = psutil.cpu_times(), _our_cpu()
+    time.sleep(seconds)
+    system1, ours1 = psutil.cpu_times(), _our_cpu()
+    total = sum(system1) - sum(system0)
+    idle = (system1.idle - system0.idle) + (
+        getattr(system1, "iowait", 0.0) - getattr(system0, "iowait", 0.0)
+    )
+    others = (total - idle) - (ours1 - ours0)
+    return max(0.0, min(1.0, others / total)) if total > 0 else 0.0
+
+
+def _our_cpu() -> float:
+    me = psutil.Process()
+    used = 0.0
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        used += times.user + times.system
+    return used
 
 
 def run_one(entry: Benchmark, ctx: Context) -> Outcome:
+    busy = background_cpu()
     t0 = time.perf_counter()
     try:
         if entry.is_async:
@@ -67,8 +96,10 @@ def run_one(entry: Benchmark, ctx: Context) -> Outcome:
             figures = cast(Figures, entry.function(ctx))
         collected = list(figures)
     except Exception:  # one failed benchmark is reported; the run goes on
-        return Outcome(entry, time.perf_counter() - t0, error=traceback.format_exc())
-    return Outcome(entry, time.perf_counter() - t0, collected)
+        return Outcome(
+            entry, time.perf_counter() - t0, error=traceback.format_exc(), background_cpu=busy
+        )
+    return Outcome(entry, time.perf_counter() - t0, collected, background_cpu=busy)
 
 
 async def _call_async(function: Callable[[Context], Awaitable[Figures]], ctx: Context) -> Figures:
