@@ -174,6 +174,16 @@ def committer_app() -> FastAPI:
 
         return {"id": str(committer.submit(create(new)))}
 
+    @app.post("/items-async")
+    async def create_item_async(body: ItemBody, request: Request) -> dict[str, str]:
+        committer: GroupCommitter = request.app.state.committer
+
+        def new() -> tuple[Item, UUID]:
+            item = Item(holder=body.holder, plan=body.plan, id_count=body.id_count)
+            return item, item.id
+
+        return {"id": str(await committer.submit_async(create(new)))}
+
     return app
 
 
@@ -190,6 +200,8 @@ def _over_http(ctx: Context, url: str) -> list[Figure]:
     ctx.progress("HTTP: group committer endpoint")
     with serve("bench.groupcommit:committer_app", env, log_dir=logs) as (host, port):
         grouped = run_load(host, port, post, clients=SUBMITTERS, seconds=seconds)
+        post_async = http_request("POST", "/items-async", HTTP_BODY)
+        grouped_async = run_load(host, port, post_async, clients=SUBMITTERS, seconds=seconds)
     label = f"HTTP creates, {SUBMITTERS} clients"
     return [
         Figure(
@@ -208,6 +220,20 @@ def _over_http(ctx: Context, url: str) -> list[Figure]:
             detail=grouped.detail(),
         ),
         Figure("groupcommit.http.p99", f"{label}, group committer, p99", grouped.p99_ms, "ms"),
+        Figure(
+            "groupcommit.http.async.rps",
+            f"{label}, group committer, async route",
+            grouped_async.rps,
+            "req/s",
+            baseline="groupcommit.http.asyncpg.rps",
+            detail=grouped_async.detail(),
+        ),
+        Figure(
+            "groupcommit.http.async.p99",
+            f"{label}, group committer, async route, p99",
+            grouped_async.p99_ms,
+            "ms",
+        ),
     ]
 
 
