@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
-
 from contract_builders import (
     START,
     TERMS,
@@ -16,6 +15,7 @@ from contract_builders import (
     an_active_contract,
     an_application,
 )
+
 from contract_svc.domain import (
     Construction,
     Contract,
@@ -46,9 +46,9 @@ from contract_svc.domain.errors import (
     NotSuspendedError,
     ReissueNeedsCompromiseError,
     SuspensionPeriodRequiredError,
+    TerminationGroundError,
     TermsNotAgreedError,
     TermsVersionExistsError,
-    TerminationGroundError,
     TransferNeedsApprovalError,
     UnknownReasonCodeError,
     UnknownTermsVersionError,

@@ -13,9 +13,11 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import DomainEventProtocol
 
+import smartid_events.contract  # noqa: F401  (registers the schemas)
 from contract_svc.domain import Contract, Service
 from contract_svc.views import jsonable
-from smartid_events.envelope import SERVICE_WIDE, CloudEvent, event_type
+from smartid_events.envelope import SERVICE_WIDE, CloudEvent
+from smartid_events.registry import REGISTRY
 
 SERVICE = "contract"
 SOURCE = "smartid/contract-svc"
@@ -114,10 +116,11 @@ def publish(
         return None
     timestamp = getattr(domain_event, "timestamp", None)
     assert isinstance(timestamp, datetime)
+    name = cls.__name__
     return CloudEvent(
         id=event_id(domain_event.originator_id, domain_event.originator_version),
         source=SOURCE,
-        type=event_type(SERVICE, cls.__name__, 1),
+        type=REGISTRY.latest(SERVICE, name).type,
         subject=subject,
         time=timestamp,
         data=data,

@@ -89,6 +89,14 @@ class Contract(Aggregate):
         # The whole state holds personal data: snapshots are sealed with the contract's key.
         personal_fields: ClassVar[tuple[str, ...]] = ("state",)
 
+        def mutate(self, _: None) -> Contract:
+            contract = super().mutate(None)
+            assert isinstance(contract, Contract)
+            # JSON keeps a StrEnum as its plain string: restore the enums.
+            contract.status = Status(contract.status)
+            contract.construction = Construction(contract.construction)
+            return contract
+
     class Applied(Aggregate.Created):
         personal_fields: ClassVar[tuple[str, ...]] = CONTRACTOR_FIELDS
         tenant_id: str

@@ -1,0 +1,940 @@
+"""HTTP in, application call, HTTP out: contract-svc's routes and its error → status table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from contract_svc.application import (
+    ContractNotFoundError,
+    Contracts,
+    StaleVersionError,
+)
+from contract_svc.domain import (
+    Consent,
+    Contract,
+    Contractor,
+    ContractRuleError,
+    Plan,
+)
+from contract_svc.domain.errors import UnknownUserError
+from contract_svc.idempotency import (
+    IdempotencyConflictError,
+    IdempotencyInProgressError,
+    IdempotencyStore,
+    fingerprint,
+)
+from contract_svc.projections import ContractSearch, ReadModel
+from contract_svc.views import contract_view, jsonable
+from smartid_events.auth import Principal, require
+
+ERROR_TABLE: dict[type[Exception], int] = {
+    ContractNotFoundError: 404,
+    StaleVersionError: 412,
+    IdempotencyConflictError: 422,
+    IdempotencyInProgressError: 409,
+    UnknownUserError: 404,
+    ContractRuleError: 409,
+}
+
+# Rule errors that are about the request's values rather than the contract's state.
+UNPROCESSABLE_RULES = frozenset(
+    {
+        "terms-must-be-agreed",
+        "terms-version-unknown",
+        "plan-invalid",
+        "reason-code-unknown",
+        "dates-out-of-order",
+        "suspension-needs-period",
+        "termination-needs-written-notice",
+        "termination-ground-unmet",
+        "change-needs-evidence",
+        "user-needs-consent",
+        "value-invalid",
+        "change-needs-advance-notice",
+        "transfer-needs-approval",
+    }
+)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ContractorIn(Body):
+    name: str = Field(min_length=1, max_length=200)
+    address: str = Field(min_length=1, max_length=500)
+    email: EmailStr
+    fax: str | None = Field(default=None, max_length=40)
+    corporate_number: str | None = Field(default=None, pattern=r"^\d{13}$")
+
+    def value(self) -> Contractor:
+        return Contractor(
+            name=self.name,
+            address=self.address,
+            email=str(self.email),
+            fax=self.fax,
+            corporate_number=self.corporate_number,
+        )
+
+
+class PlanIn(Body):
+    monthly_fee_per_id: int = Field(ge=0, le=10_000_000)
+    id_count: int = Field(ge=1, le=1_000_000)
+
+
+class Application(Body):
+    contractor: ContractorIn
+    plan: PlanIn
+    construction_fee: int | None = Field(default=None, ge=0, le=100_000_000)
+    terms_version: str = Field(min_length=1, max_length=50)
+    agreed_to_terms: bool
+    tenant_id: str | None = Field(
+        default=None,
+        max_length=100,
+        description="The contractor account the contract belongs to (operators only; "
+        "a contractor's token supplies its own).",
+    )
+
+
+class Approval(Body):
+    start_date: date
+
+
+class Rejection(Body):
+    reason_code: str = Field(max_length=20)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class Revocation(Body):
+    reason_code: str = Field(max_length=20)
+    effective_date: date
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class IdCountChange(Body):
+    id_count: int = Field(ge=1, le=1_000_000)
+    effective_date: date
+
+
+class SuspensionIn(Body):
+    reason_code: str = Field(max_length=20)
+    start_date: date
+    end_date: date | None = None
+    urgent: bool = False
+
+
+class Resumption(Body):
+    effective_date: date
+
+
+class TerminationIn(Body):
+    initiator: Literal["contractor", "company"]
+    reason_code: str = Field(max_length=20)
+    effective_date: date
+    written_notice_ref: str | None = Field(default=None, max_length=200)
+    written_notice_received_on: date | None = None
+
+
+class ConsentIn(Body):
+    obtained_at: datetime
+    method: str = Field(min_length=1, max_length=100)
+
+
+class UserIn(Body):
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    # Optional in the schema so that a missing consent is refused with Art. 26(3) named.
+    consent: ConsentIn | None = None
+
+
+class Succession(Body):
+    successor: ContractorIn
+    cause: Literal["merger", "split"]
+    evidence_ref: str = Field(min_length=1, max_length=200)
+    effective_date: date
+    tenant_id: str | None = Field(default=None, max_length=100)
+
+
+class TransferApprovalIn(Body):
+    transferee: ContractorIn
+    approval_ref: str = Field(min_length=1, max_length=200)
+    effective_date: date
+    tenant_id: str = Field(min_length=1, max_length=100)
+
+
+class ContractorDetailsChange(Body):
+    contractor: ContractorIn
+    evidence_ref: str = Field(min_length=1, max_length=200)
+    effective_date: date
+
+
+class CompromiseReport(Body):
+    reported_at: datetime | None = None
+
+
+class Reissue(Body):
+    reason: str = Field(min_length=1, max_length=500)
+    urgent: bool = False
+
+
+class NoticeCompletion(Body):
+    notice_for: Literal["suspension", "termination"]
+    completed_at: datetime
+
+
+def contracts_of(request: Request) -> Contracts:
+    contracts: Contracts = request.app.state.contracts
+    return contracts
+
+
+def idempotency_of(request: Request) -> IdempotencyStore:
+    store: IdempotencyStore = request.app.state.idempotency
+    return store
+
+
+def read_model_of(request: Request) -> ReadModel:
+    read_model: ReadModel = request.app.state.read_model
+    return read_model
+
+
+ContractsDep = Annotated[Contracts, Depends(contracts_of)]
+IdempotencyDep = Annotated[IdempotencyStore, Depends(idempotency_of)]
+ReadModelDep = Annotated[ReadModel, Depends(read_model_of)]
+Reader = Annotated[Principal, Depends(require("contracts:read"))]
+Writer = Annotated[Principal, Depends(require("contracts:write"))]
+Operator = Annotated[Principal, Depends(require("contracts:operate"))]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", max_length=200, description="Safe retries")
+]
+IfMatchHeader = Annotated[
+    str | None, Header(alias="If-Match", description='The expected version, e.g. "3"')
+]
+
+
+class PreconditionFormatError(Exception):
+    """`If-Match` is not a quoted version number."""
+
+    rule = "if-match-format"
+    field = "If-Match"
+
+
+ERROR_TABLE[PreconditionFormatError] = 400
+
+
+def expected_version(if_match: str | None) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    raw = if_match.strip().removeprefix("W/").strip('"')
+    if not raw.isdigit():
+        raise PreconditionFormatError(f'If-Match must be a quoted version such as "3": {if_match}')
+    return int(raw)
+
+
+def owned(contracts: Contracts, contract_id: UUID, principal: Principal) -> Contract:
+    """The contract, or not-found when the caller's tenant may not see it."""
+    contract = contracts.get(contract_id)
+    if not principal.can_access(contract.tenant_id):
+        raise ContractNotFoundError(contract_id)
+    return contract
+
+
+def contract_response(contract: Contract, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(
+        contract_view(contract),
+        status_code=status_code,
+        headers={"ETag": f'"{contract.version}"'},
+    )
+
+
+def idempotent(
+    request: Request,
+    store: IdempotencyStore,
+    principal: Principal,
+    key: str | None,
+    body: BaseModel | None,
+    command: Callable[[], tuple[int, dict[str, Any]]],
+) -> JSONResponse:
+    """Run `command` once per Idempotency-Key; a repeat gets the first response."""
+    if key is None:
+        status, content = command()
+        return _json(status, content)
+    tenant = principal.tenant or f"operator:{principal.sub}"
+    payload = body.model_dump(mode="json") if body is not None else None
+    digest = fingerprint(request.method, request.url.path, payload)
+    replay = store.begin(tenant, key, digest)
+    if replay is not None:
+        stored = replay.response
+        return _json(int(stored["status"]), stored["body"], replayed=True)
+    try:
+        status, content = command()
+    except Exception:
+        store.abandon(tenant, key)
+        raise
+    store.complete(tenant, key, {"status": status, "body": content})
+    return _json(status, content)
+
+
+def _json(status: int, content: dict[str, Any], *, replayed: bool = False) -> JSONResponse:
+    headers = {}
+    if "version" in content:
+        headers["ETag"] = f'"{content["version"]}"'
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(content, status_code=status, headers=headers)
+
+
+router = APIRouter(prefix="/v1", tags=["contracts"])
+
+
+@router.post("/contracts", status_code=201)
+def apply(
+    body: Application,
+    request: Request,
+    principal: Writer,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 4(1): apply for a contract under a published terms version."""
+
+    def command() -> tuple[int, dict[str, Any]]:
+        if principal.is_operator:
+            tenant_id = body.tenant_id or str(uuid4())
+        else:
+            if body.tenant_id is not None and body.tenant_id != principal.tenant:
+                raise ContractNotFoundError(UUID(int=0))
+            assert principal.tenant is not None
+            tenant_id = principal.tenant
+        contract = contracts.apply(
+            tenant_id=tenant_id,
+            contractor=body.contractor.value(),
+            plan=Plan(body.plan.monthly_fee_per_id, body.plan.id_count),
+            terms_version=body.terms_version,
+            agreed_to_terms=body.agreed_to_terms,
+            construction_fee=body.construction_fee,
+        )
+        return 201, contract_view(contract)
+
+    response = idempotent(request, store, principal, key, body, command)
+    contract_id = _body_of(response).get("id")
+    if contract_id:
+        response.headers["Location"] = f"/v1/contracts/{contract_id}"
+    return response
+
+
+def _body_of(response: JSONResponse) -> dict[str, Any]:
+    import orjson
+
+    loaded = orjson.loads(bytes(response.body))
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _change(
+    request: Request,
+    store: IdempotencyStore,
+    contracts: Contracts,
+    principal: Principal,
+    contract_id: UUID,
+    key: str | None,
+    body: BaseModel | None,
+    action: Callable[[], Contract],
+) -> JSONResponse:
+    def command() -> tuple[int, dict[str, Any]]:
+        owned(contracts, contract_id, principal)
+        return 200, contract_view(action())
+
+    return idempotent(request, store, principal, key, body, command)
+
+
+@router.post("/contracts/{contract_id}/approval")
+def approve(
+    contract_id: UUID,
+    body: Approval,
+    request: Request,
+    principal: Operator,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 4(2), 3(4): approval forms the contract and sets its start date."""
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, body,
+        lambda: contracts.approve(contract_id, body.start_date, expected_version=version),
+    )  # fmt: skip
+
+
+@router.post("/contracts/{contract_id}/rejection")
+def reject(
+    contract_id: UUID,
+    body: Rejection,
+    request: Request,
+    principal: Operator,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 4(3): refuse an application on one of grounds (1)–(6)."""
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, body,
+        lambda: contracts.reject(
+            contract_id, body.reason_code, body.note, expected_version=version
+        ),
+    )  # fmt: skip
+
+
+@router.post("/contracts/{contract_id}/revocation")
+def revoke(
+    contract_id: UUID,
+    body: Revocation,
+    request: Request,
+    principal: Operator,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 4(4): revoke an approval after the fact on the grounds of Art. 4(3)."""
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, body,
+        lambda: contracts.revoke_approval(
+            contract_id, body.reason_code, body.effective_date, body.note,
+            expected_version=version,
+        ),
+    )  # fmt: skip
+
+
+@router.post("/contracts/{contract_id}/id-count")
+def change_id_count(
+    contract_id: UUID,
+    body: IdCountChange,
+    request: Request,
+    principal: Writer,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 13(1): change the number of IDs from an effective date."""
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, body,
+        lambda: contracts.change_id_count(
+            contract_id, body.id_count, body.effective_date, expected_version=version
+        ),
+    )  # fmt: skip
+
+
+@router.post("/contracts/{contract_id}/suspension")
+def suspend(
+    contract_id: UUID,
+    body: SuspensionIn,
+    request: Request,
+    principal: Operator,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 11: suspend the contract's use, with prior notice unless urgent."""
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, body,
+        lambda: contracts.suspend(
+            contract_id, body.reason_code, body.start_date, body.end_date, body.urgent,
+            expected_version=version,
+        ),
+    )  # fmt: skip
+
+
+@router.post("/contracts/{contract_id}/resumption")
+def resume(
+    contract_id: UUID,
+    body: Resumption,
+    request: Request,
+    principal: Operator,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 11: lift a suspension from an effective date."""
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, body,
+        lambda: contracts.resume(contract_id, body.effective_date, expected_version=version),
+    )  # fmt: skip
+
+
+class CompanyTerminationNeedsOperatorError(Exception):
+    """Only the company's operators terminate on the company's side (Art. 8)."""
+
+    rule = "company-termination-by-operator"
+    article = "8"
+
+
+ERROR_TABLE[CompanyTerminationNeedsOperatorError] = 403
+
+
+@router.post("/contracts/{contract_id}/termination")
+def terminate(
+    contract_id: UUID,
+    body: TerminationIn,
+    request: Request,
+    principal: Writer,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 7 (by the contractor, in writing) or Art. 8 (by the company)."""
+    if body.initiator == "company" and not principal.has_scope("contracts:operate"):
+        raise CompanyTerminationNeedsOperatorError(
+            "termination by the company needs the contracts:operate scope"
+        )
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, body,
+        lambda: contracts.terminate(
+            contract_id, body.initiator, body.reason_code, body.effective_date,
+            body.written_notice_ref, body.written_notice_received_on,
+            expected_version=version,
+        ),
+    )  # fmt: skip
+
+
+@router.post("/contracts/{contract_id}/notice-completion")
+def complete_notice(
+    contract_id: UUID,
+    body: NoticeCompletion,
+    request: Request,
+    principal: Operator,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 24: a prior notice was completed; the change it gates may take effect."""
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, body,
+        lambda: contracts.record_notice_completion(
+            contract_id, body.notice_for, body.completed_at, expected_version=version
+        ),
+    )  # fmt: skip
+
+
+@router.post("/contracts/{contract_id}/succession")
+def record_succession(
+    contract_id: UUID,
+    body: Succession,
+    request: Request,
+    principal: Operator,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 5: the successor of a merger or split takes over the contract."""
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, body,
+        lambda: contracts.record_succession(
+            contract_id, body.successor.value(), body.cause, body.evidence_ref,
+            body.effective_date, body.tenant_id, expected_version=version,
+        ),
+    )  # fmt: skip
+
+
+@router.post("/contracts/{contract_id}/transfer")
+def approve_transfer(
+    contract_id: UUID,
+    body: TransferApprovalIn,
+    request: Request,
+    principal: Operator,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 6: a transfer happens only with the company's approval (an operator's act)."""
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, body,
+        lambda: contracts.approve_transfer(
+            contract_id, body.transferee.value(), body.approval_ref, body.effective_date,
+            body.tenant_id, expected_version=version,
+        ),
+    )  # fmt: skip
+
+
+@router.post("/contracts/{contract_id}/contractor")
+def change_contractor_details(
+    contract_id: UUID,
+    body: ContractorDetailsChange,
+    request: Request,
+    principal: Writer,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 23(8): the contractor reports a change of name or address, with evidence."""
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, body,
+        lambda: contracts.change_contractor_details(
+            contract_id, body.contractor.value(), body.evidence_ref, body.effective_date,
+            expected_version=version,
+        ),
+    )  # fmt: skip
+
+
+class ConstructionDate(Body):
+    on: date = Field(description="The day construction started, or the request was cancelled")
+
+
+@router.post("/contracts/{contract_id}/construction/start")
+def start_construction(
+    contract_id: UUID,
+    body: ConstructionDate,
+    request: Request,
+    principal: Operator,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 14: construction has started; its fee is owed from now on."""
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, body,
+        lambda: contracts.start_construction(contract_id, body.on, expected_version=version),
+    )  # fmt: skip
+
+
+@router.post("/contracts/{contract_id}/construction/cancellation")
+def cancel_construction(
+    contract_id: UUID,
+    body: ConstructionDate,
+    request: Request,
+    principal: Writer,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 14(2): cancelled before construction starts, the fee is not owed."""
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, body,
+        lambda: contracts.cancel_construction(contract_id, body.on, expected_version=version),
+    )  # fmt: skip
+
+
+@router.post("/contracts/{contract_id}/users", status_code=201)
+def register_user(
+    contract_id: UUID,
+    body: UserIn,
+    request: Request,
+    principal: Writer,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 26(3): a user is registered only with the user's recorded prior consent."""
+    version = expected_version(if_match)
+
+    def command() -> tuple[int, dict[str, Any]]:
+        owned(contracts, contract_id, principal)
+        consent = Consent(body.consent.obtained_at, body.consent.method) if body.consent else None
+        registered = contracts.register_user(
+            contract_id, body.name, str(body.email), consent, expected_version=version
+        )
+        return 201, {
+            "user_id": str(registered.user_id),
+            "contract_id": str(contract_id),
+            "version": registered.contract.version,
+        }
+
+    return idempotent(request, store, principal, key, body, command)
+
+
+@router.delete("/contracts/{contract_id}/users/{user_id}")
+def remove_user(
+    contract_id: UUID,
+    user_id: UUID,
+    request: Request,
+    principal: Writer,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, None,
+        lambda: contracts.remove_user(contract_id, user_id, expected_version=version),
+    )  # fmt: skip
+
+
+@router.post("/contracts/{contract_id}/users/{user_id}/compromise")
+def report_compromise(
+    contract_id: UUID,
+    user_id: UUID,
+    body: CompromiseReport,
+    request: Request,
+    principal: Writer,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 23(5): the contractor reports a lost or leaked ID or credential."""
+    version = expected_version(if_match)
+    return _change(
+        request, store, contracts, principal, contract_id, key, body,
+        lambda: contracts.report_compromise(
+            contract_id, user_id, body.reported_at, expected_version=version
+        ),
+    )  # fmt: skip
+
+
+@router.post("/contracts/{contract_id}/users/{user_id}/reissue", status_code=201)
+def reissue_user_id(
+    contract_id: UUID,
+    user_id: UUID,
+    body: Reissue,
+    request: Request,
+    principal: Operator,
+    contracts: ContractsDep,
+    store: IdempotencyDep,
+    if_match: IfMatchHeader = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Art. 23(6): the company changes a compromised ID (notice follows, Art. 23(7))."""
+    version = expected_version(if_match)
+
+    def command() -> tuple[int, dict[str, Any]]:
+        owned(contracts, contract_id, principal)
+        registered = contracts.reissue_user_id(
+            contract_id, user_id, body.reason, body.urgent, expected_version=version
+        )
+        return 201, {
+            "user_id": str(registered.user_id),
+            "contract_id": str(contract_id),
+            "version": registered.contract.version,
+        }
+
+    return idempotent(request, store, principal, key, body, command)
+
+
+@router.post("/contracts/{contract_id}/erasure")
+def erase_personal_data(
+    contract_id: UUID,
+    principal: Operator,
+    contracts: ContractsDep,
+) -> JSONResponse:
+    """Arts. 18, 19(3): after the end, personal data becomes unreadable for good."""
+    owned(contracts, contract_id, principal)
+    return contract_response(contracts.erase_personal_data(contract_id))
+
+
+# Reads
+
+
+@router.get("/contracts/{contract_id}")
+def get_contract(
+    contract_id: UUID,
+    principal: Reader,
+    contracts: ContractsDep,
+    as_of: Annotated[
+        datetime | None,
+        Query(description="The contract as it was recorded at this moment (RFC 3339)"),
+    ] = None,
+) -> JSONResponse:
+    contract = owned(contracts, contract_id, principal)
+    if as_of is not None:
+        if as_of.tzinfo is None:
+            raise AsOfWithoutZoneError("as_of needs a time zone, e.g. 2026-05-01T00:00:00+09:00")
+        contract = contracts.state_as_of(contract_id, as_of)
+    return contract_response(contract)
+
+
+class AsOfWithoutZoneError(Exception):
+    rule = "as-of-needs-zone"
+    field = "as_of"
+
+
+ERROR_TABLE[AsOfWithoutZoneError] = 422
+
+
+@router.get("/contracts/{contract_id}/events")
+def get_history(contract_id: UUID, principal: Reader, contracts: ContractsDep) -> JSONResponse:
+    """The contract's history, oldest first."""
+    owned(contracts, contract_id, principal)
+    return JSONResponse(contracts.history(contract_id))
+
+
+@router.get("/contracts/{contract_id}/export")
+def export(contract_id: UUID, principal: Reader, contracts: ContractsDep) -> JSONResponse:
+    """Art. 19(2): all of the contract's data and events in one document."""
+    owned(contracts, contract_id, principal)
+    return JSONResponse(
+        jsonable(contracts.export(contract_id)),
+        headers={"Content-Disposition": f'attachment; filename="contract-{contract_id}.json"'},
+    )
+
+
+@router.get("/contracts")
+async def search_contracts(
+    principal: Reader,
+    read_model: ReadModelDep,
+    response: Response,
+    status: Annotated[
+        Literal["applied", "rejected", "active", "suspended", "terminated", "revoked"] | None,
+        Query(),
+    ] = None,
+    contractor_name: Annotated[str | None, Query(max_length=200)] = None,
+    applied_from: date | None = None,
+    applied_to: date | None = None,
+    start_from: date | None = None,
+    start_to: date | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """Search the read model, newest application first, with an opaque cursor."""
+    search = ContractSearch(
+        tenant_id=None if principal.is_operator else principal.tenant,
+        status=status,
+        contractor_name=contractor_name,
+        applied_from=applied_from,
+        applied_to=applied_to,
+        start_from=start_from,
+        start_to=start_to,
+        cursor=cursor,
+        limit=limit,
+    )
+    page = await read_model.search(search)
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+# Service-wide facts (Arts. 2, 10, 12(2), 22)
+
+
+class TermsIn(Body):
+    version: str = Field(min_length=1, max_length=50)
+    content: str = Field(min_length=1, max_length=200_000)
+    effective_date: date
+
+
+class InterruptionIn(Body):
+    reason_code: str = Field(max_length=20)
+    starts_at: datetime
+    ends_at: datetime | None = None
+    scope: str = Field(default="all", max_length=200)
+    description: str = Field(default="", max_length=2000)
+    urgent: bool = False
+
+
+class DiscontinuationIn(Body):
+    effective_date: date
+    scope: str = Field(default="all", max_length=200)
+    description: str = Field(default="", max_length=2000)
+
+
+class FeeChangeIn(Body):
+    monthly_fee_per_id: int = Field(ge=0, le=10_000_000)
+    effective_date: date
+
+
+def service_view(contracts: Contracts) -> dict[str, Any]:
+    service = contracts.get_service()
+    if service is None:
+        return {"version": 0}
+    return {
+        "version": service.version,
+        **jsonable({k: v for k, v in vars(service).items() if not k.startswith("_")}),
+    }
+
+
+@router.get("/service")
+def get_service(principal: Reader, contracts: ContractsDep) -> JSONResponse:
+    """The service-wide facts: terms versions, interruptions, discontinuation, fees."""
+    return JSONResponse(service_view(contracts))
+
+
+@router.post("/terms", status_code=201)
+def publish_terms(
+    body: TermsIn,
+    principal: Operator,
+    contracts: ContractsDep,
+    if_match: IfMatchHeader = None,
+) -> JSONResponse:
+    """Art. 2: publish a version of the terms with its content and effective date."""
+    contracts.publish_terms(
+        body.version, body.content, body.effective_date, expected_version=expected_version(if_match)
+    )
+    return JSONResponse(service_view(contracts), status_code=201)
+
+
+@router.post("/interruptions", status_code=201)
+def announce_interruption(
+    body: InterruptionIn,
+    principal: Operator,
+    contracts: ContractsDep,
+    if_match: IfMatchHeader = None,
+) -> JSONResponse:
+    """Art. 10: announce an interruption of the service, with prior notice unless urgent."""
+    interruption_id = contracts.announce_interruption(
+        body.reason_code, body.starts_at, body.ends_at, body.scope, body.description,
+        body.urgent, expected_version=expected_version(if_match),
+    )  # fmt: skip
+    return JSONResponse({"interruption_id": str(interruption_id)}, status_code=201)
+
+
+@router.post("/discontinuations", status_code=201)
+def announce_discontinuation(
+    body: DiscontinuationIn,
+    principal: Operator,
+    contracts: ContractsDep,
+    if_match: IfMatchHeader = None,
+) -> JSONResponse:
+    """Art. 22: discontinue the service; the affected contracts end on the effective date."""
+    result = contracts.announce_discontinuation(
+        body.effective_date, body.scope, body.description,
+        expected_version=expected_version(if_match),
+    )  # fmt: skip
+    return JSONResponse(
+        {
+            "ended": [str(c) for c in result.ended],
+            "unchanged": {str(c): e.rule for c, e in result.refused.items()},
+        },
+        status_code=201,
+    )
+
+
+@router.post("/fee-changes", status_code=201)
+def change_fee(
+    body: FeeChangeIn,
+    principal: Operator,
+    contracts: ContractsDep,
+    if_match: IfMatchHeader = None,
+) -> JSONResponse:
+    """Art. 12(2): a new fee, effective only after notice with the fee and its date."""
+    contracts.change_fee(
+        body.monthly_fee_per_id, body.effective_date, expected_version=expected_version(if_match)
+    )
+    return JSONResponse(service_view(contracts), status_code=201)

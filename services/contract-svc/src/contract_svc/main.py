@@ -1,0 +1,107 @@
+"""create_app(): contract-svc's API process, wired from settings."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI
+from psycopg.conninfo import make_conninfo
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from contract_svc.api import ERROR_TABLE, router
+from contract_svc.application import Contracts
+from contract_svc.idempotency import IdempotencyStore, PostgresIdempotencyStore
+from contract_svc.projections import InvalidCursorError, ReadModel
+from contract_svc.published import publish
+from contract_svc.settings import ContractSettings
+from smartid_events import natsconn
+from smartid_events.auth import require
+from smartid_events.log import events_router, translator_from_application
+from smartid_events.store import asyncpg_dsn, sqlalchemy_url
+from smartid_events.web import create_service_app, nats_check, postgres_check
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: ContractSettings | None = None,
+    *,
+    contracts: Contracts | None = None,
+    idempotency: IdempotencyStore | None = None,
+    connect_nats: bool = True,
+) -> FastAPI:
+    """The API. Tests may hand in an application and an idempotency store of their own."""
+    settings = settings or ContractSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        env = settings.event_store_env()
+        app.state.contracts = contracts or Contracts(env=env)
+        app.state.idempotency = idempotency or PostgresIdempotencyStore(
+            make_conninfo(asyncpg_dsn(settings.database_url))
+        )
+        engine = create_async_engine(sqlalchemy_url(settings.database_url), pool_size=10)
+        app.state.read_model = ReadModel(engine)
+        await app.state.read_model.create()
+        app.state.log_pool = await asyncpg.create_pool(
+            asyncpg_dsn(settings.database_url), min_size=1, max_size=4
+        )
+        app.state.translate = translator_from_application(
+            app.state.contracts, lambda event, position: publish(event, position, None)
+        )
+        app.state.nats = None
+        if connect_nats:
+            try:
+                app.state.nats = await natsconn.connect(
+                    settings.nats_url,
+                    name="contract-svc-api",
+                    user=settings.nats_user,
+                    password=settings.nats_password_value(),
+                )
+            except ConnectionError:
+                logger.warning("NATS unreachable at start-up: /readyz reports it")
+        try:
+            yield
+        finally:
+            if app.state.nats is not None:
+                await app.state.nats.close()
+            await app.state.log_pool.close()
+            await engine.dispose()
+            close = getattr(app.state.idempotency, "close", None)
+            if close is not None and idempotency is None:
+                close()
+            if contracts is None:
+                app.state.contracts.close()
+
+    app = create_service_app(
+        settings,
+        title="SmartID contract-svc",
+        lifespan=lifespan,
+        readiness_checks={
+            "postgres": postgres_check(settings.database_url),
+            "nats": nats_check(lambda: app.state.nats),
+        },
+        error_table={**ERROR_TABLE, InvalidCursorError: 422},
+    )
+    app.include_router(router)
+
+    def log_pool() -> Any:
+        return app.state.log_pool
+
+    def translator(row: Any) -> Any:
+        return app.state.translate(row)
+
+    app.include_router(
+        events_router(
+            log_pool,
+            f"{Contracts.name}_events",
+            translator,
+            dependencies=[require("events:read")],
+        ),
+        tags=["replay"],
+    )
+    return app

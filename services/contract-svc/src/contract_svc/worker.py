@@ -1,0 +1,111 @@
+"""contract-svc's worker: outbox relay, read-model projection, due-change scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from contract_svc.application import Contracts
+from contract_svc.projections import ContractProjection, ReadModel
+from contract_svc.published import publish
+from contract_svc.settings import ContractSettings
+from smartid_events.log import read_log, translator_from_application
+from smartid_events.logs import configure_logging
+from smartid_events.relay import Relay, RelaySettings
+from smartid_events.store import asyncpg_dsn, sqlalchemy_url
+
+logger = logging.getLogger(__name__)
+
+PROJECTION_BATCH = 500
+SCHEDULE_INTERVAL_S = 60.0
+
+
+def relay_settings(settings: ContractSettings, contracts: Contracts) -> RelaySettings:
+    options: dict[str, Any] = {}
+    if settings.nats_user:
+        options = {"user": settings.nats_user, "password": settings.nats_password_value()}
+    return RelaySettings(
+        service="contract",
+        database_url=settings.database_url,
+        nats_url=settings.nats_url,
+        table=f"{Contracts.name}_events",
+        translator=translator_from_application(
+            contracts, lambda event, position: publish(event, position, None)
+        ),
+        nats_options=options,
+    )
+
+
+async def run_projection(
+    projection: ContractProjection, database_url: str, stop: asyncio.Event, poll_s: float = 0.2
+) -> None:
+    """Follow the log into the read model until `stop`."""
+    import asyncpg
+
+    read_model = ReadModel(projection.engine)
+    await read_model.create()
+    pool = await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=1, max_size=2)
+    try:
+        while not stop.is_set():
+            position = await read_model.position()
+            rows = await read_log(pool, projection.table, position, PROJECTION_BATCH)
+            if rows:
+                await projection.apply(rows)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_s)
+    finally:
+        await pool.close()
+
+
+async def run_scheduler(contracts: Contracts, stop: asyncio.Event) -> None:
+    """Record the changes that fall due (future-dated suspensions, terminations, …)."""
+    while not stop.is_set():
+        try:
+            done = await asyncio.to_thread(contracts.apply_due_changes)
+            if done:
+                logger.info("due changes recorded", extra={"contracts": len(done)})
+        except Exception:
+            logger.exception("due-change scheduler failed; retrying")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SCHEDULE_INTERVAL_S)
+
+
+async def run(settings: ContractSettings, stop: asyncio.Event) -> None:
+    contracts = Contracts(env=settings.event_store_env())
+    engine = create_async_engine(sqlalchemy_url(settings.database_url), pool_size=4)
+    projection = ContractProjection(contracts, engine)
+    try:
+        await asyncio.gather(
+            Relay(relay_settings(settings, contracts)).run(stop),
+            run_projection(projection, settings.database_url, stop),
+            run_scheduler(contracts, stop),
+        )
+    finally:
+        await engine.dispose()
+        contracts.close()
+
+
+def main() -> None:
+    settings = ContractSettings()
+    configure_logging(settings.service_name, settings.log_level)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        logger.info("contract worker started", extra={"at": datetime.now().isoformat()})
+        await run(settings, stop)
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
