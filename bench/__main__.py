@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    err = Console(stderr=True)
+    err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
     out = Console() if sys.stdout.isatty() else Console(width=200)
     problems = discover()
     for problem in problems:
