@@ -34,16 +34,7 @@ from contract_svc.projections import ContractSearch, ReadModel
 from contract_svc.views import contract_view, jsonable
 from smartid_events.auth import Principal, require
 
-ERROR_TABLE: dict[type[Exception], int] = {
-    ContractNotFoundError: 404,
-    StaleVersionError: 412,
-    IdempotencyConflictError: 422,
-    IdempotencyInProgressError: 409,
-    UnknownUserError: 404,
-    ContractRuleError: 409,
-}
-
-# Rule errors that are about the request's values rather than the contract's state.
+# Rule errors about the request's own values (422); the rest conflict with the contract's state.
 UNPROCESSABLE_RULES = frozenset(
     {
         "terms-must-be-agreed",
@@ -61,6 +52,26 @@ UNPROCESSABLE_RULES = frozenset(
         "transfer-needs-approval",
     }
 )
+
+
+def _rule_statuses() -> dict[type[Exception], int]:
+    table: dict[type[Exception], int] = {ContractRuleError: 409}
+    pending = list(ContractRuleError.__subclasses__())
+    while pending:
+        error = pending.pop()
+        pending += error.__subclasses__()
+        table[error] = 422 if getattr(error, "rule", None) in UNPROCESSABLE_RULES else 409
+    return table
+
+
+ERROR_TABLE: dict[type[Exception], int] = {
+    **_rule_statuses(),
+    ContractNotFoundError: 404,
+    StaleVersionError: 412,
+    IdempotencyConflictError: 422,
+    IdempotencyInProgressError: 409,
+    UnknownUserError: 404,
+}
 
 
 class Body(BaseModel):
