@@ -18,9 +18,14 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
+from billing_svc.bulk import BulkLoader
 from billing_svc.domain import facts, periods
 from billing_svc.domain.account import Account
-from billing_svc.domain.errors import AccountNotFoundError, InvoiceNotFoundError
+from billing_svc.domain.errors import (
+    AccountNotFoundError,
+    InvoiceNotFoundError,
+    PeriodNotOverError,
+)
 from billing_svc.domain.invoice import Invoice
 from billing_svc.domain.liability import LiabilityCap, liability_cap
 from billing_svc.issuer import Issuer
@@ -75,6 +80,7 @@ class Billing(Application[UUID]):
     def __init__(self, env: dict[str, str] | None = None, issuer: Issuer | None = None) -> None:
         super().__init__(env)
         self.issuer = issuer
+        self._loader = BulkLoader(self)
 
     def construct_recorder(self) -> ProcessRecorder:
         # The process recorder stores tracking records beside the events, atomically.
@@ -122,6 +128,10 @@ class Billing(Application[UUID]):
         knows the months it has invoiced. Each batch of accounts is one transaction."""
         periods.parse(period)
         issued_on = issued_on or datetime.now(JST).date()
+        if issued_on <= periods.last_day(period):
+            raise PeriodNotOverError(
+                f"{period} is invoiced from {periods.following(period)}-01 on, not {issued_on}"
+            )
         account_ids = list(self._account_ids())
         issued: list[UUID] = []
         for offset in range(0, len(account_ids), batch_size):
@@ -136,8 +146,7 @@ class Billing(Application[UUID]):
         for _attempt in range(MAX_BATCH_RETRIES):
             changed: list[Aggregate] = []
             invoices: list[UUID] = []
-            for account_id in ids:
-                account: object = self.repository.get(account_id)
+            for account in self._loader.load(ids).values():
                 assert isinstance(account, Account)
                 invoice = account.bill(period, issued_on)
                 if invoice is not None:
@@ -202,6 +211,10 @@ class Billing(Application[UUID]):
     def invoices_of(self, contract_id: str, as_of: date | None = None) -> list[InvoiceView]:
         account = self._account(contract_id)
         return [self.get_invoice(i, as_of) for i in account.invoice_ids]
+
+    def tenant_of(self, contract_id: str) -> str | None:
+        """The contractor account (tenant) the contract belongs to, as contract-svc said."""
+        return self._account(contract_id).tenant_id
 
     def liability_cap(self, contract_id: str, period: str) -> LiabilityCap:
         periods.parse(period)

@@ -8,7 +8,11 @@ from datetime import date
 from eventsourcing.domain import Aggregate, event
 
 from billing_svc.domain import facts, periods
-from billing_svc.domain.errors import InvalidFactError, InvalidSurchargeError
+from billing_svc.domain.errors import (
+    InvalidFactError,
+    InvalidSurchargeError,
+    SurchargeNotAssessableError,
+)
 from billing_svc.domain.invoice import Invoice, figure
 from billing_svc.domain.lines import Line, LineKind
 from billing_svc.domain.proration import Tariff
@@ -31,8 +35,10 @@ class Account(Aggregate):
         monthly_fee_per_id: int,
         id_count: int,
         construction_fee: int,
+        tenant_id: str | None = None,
     ) -> None:
         self.contract_id = contract_id
+        self.tenant_id = tenant_id
         self.recipient_name = recipient_name
         self.tariff = Tariff()
         self.tariff.set_fee(date.min, monthly_fee_per_id)
@@ -62,6 +68,7 @@ class Account(Aggregate):
             monthly_fee_per_id=applied.monthly_fee_per_id,
             id_count=applied.id_count,
             construction_fee=applied.construction_fee or 0,
+            tenant_id=applied.tenant_id,
         )
 
     # Contract facts ---------------------------------------------------------------------------
@@ -91,6 +98,10 @@ class Account(Aggregate):
                     self._construction_started()
             case facts.ConstructionCancelled():
                 self._cancel_construction_if_not_started()
+            case facts.TenantChanged(tenant_id=tenant):
+                # Arts. 5-6: the successor or transferee takes over the contract and its invoices.
+                if tenant != self.tenant_id:
+                    self._tenant_changed(tenant)
             case facts.Suspended() | facts.Resumed():
                 pass  # Art. 13(2): fees accrue during suspension; the month is not split.
             case facts.Applied():
@@ -102,6 +113,10 @@ class Account(Aggregate):
             self.construction_started or self.construction_cancelled
         ):
             self._construction_cancelled()
+
+    @event("TenantChanged")
+    def _tenant_changed(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
 
     @event("ChargingStarted")
     def _charging_started(self, start_date: date) -> None:
@@ -155,6 +170,10 @@ class Account(Aggregate):
     def assess_surcharge(self, evaded_amount: int, note: str | None = None) -> None:
         if evaded_amount <= 0:
             raise InvalidSurchargeError("evaded_amount must be a positive amount of yen")
+        if self.closed:
+            raise SurchargeNotAssessableError(
+                f"contract {self.contract_id} was never formed: no fee can have been evaded"
+            )
         self._surcharge_assessed(self.contract_id, evaded_amount, 2 * evaded_amount, note)
 
     @event("SurchargeAssessed")

@@ -12,6 +12,15 @@ class Applied:
     monthly_fee_per_id: int
     id_count: int
     construction_fee: int | None = None
+    tenant_id: str | None = None  # the contractor account whose tokens may see the invoices
+
+
+@dataclass(frozen=True)
+class TenantChanged:
+    """Art. 5 succession or Art. 6 approved transfer: the contract now belongs to `tenant_id`."""
+
+    tenant_id: str
+    effective_date: date
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,7 @@ class ConstructionCancelled:
 
 ContractFact = (
     Applied
+    | TenantChanged
     | Approved
     | IdCountChanged
     | FeeChanged

@@ -1,0 +1,69 @@
+"""create_app(): billing-svc's API process, wired from settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI
+
+from billing_svc.api import ERROR_TABLE, router
+from billing_svc.application import Billing
+from billing_svc.published import publish
+from billing_svc.settings import Settings
+from smartid_events.auth import require
+from smartid_events.log import events_router, events_table, translator_from_application
+from smartid_events.store import asyncpg_dsn
+from smartid_events.web import create_service_app, postgres_check
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Building the application connects and creates its tables: keep it off the loop.
+        billing = await asyncio.to_thread(
+            Billing, env=settings.event_store_env(), issuer=settings.issuer()
+        )
+        app.state.billing = billing
+        app.state.translate = translator_from_application(
+            billing, lambda event, position: publish(event, position)
+        )
+        app.state.log_pool = await asyncpg.create_pool(
+            asyncpg_dsn(settings.database_url), min_size=1, max_size=4
+        )
+        try:
+            yield
+        finally:
+            await app.state.log_pool.close()
+            billing.close()
+
+    app = create_service_app(
+        settings,
+        title="SmartID billing-svc",
+        lifespan=lifespan,
+        readiness_checks={"postgres": postgres_check(settings.database_url)},
+        error_table=ERROR_TABLE,
+    )
+    app.include_router(router)
+
+    def log_pool() -> Any:
+        return app.state.log_pool
+
+    def translator(row: Any) -> Any:
+        return app.state.translate(row)
+
+    app.include_router(
+        events_router(
+            log_pool,
+            events_table(Billing.name),
+            translator,
+            dependencies=[require("events:read")],
+        ),
+        tags=["replay"],
+    )
+    return app
