@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
 
 import pytest
-from contract_builders import TERMS
+from contract_builders import open_contracts
 
 from contract_svc.application import Contracts
 from smartid_events.store import event_store_env
-
-NOW = datetime(2026, 6, 15, 3, 0, tzinfo=UTC)
-
-
-def open_contracts(env: dict[str, str]) -> Contracts:
-    contracts = Contracts(env=env, clock=lambda: NOW)
-    contracts.publish_terms(TERMS, "第1条 規約の制定目的 ...", date(2026, 4, 1))
-    return contracts
 
 
 @pytest.fixture(params=["memory", "postgres"])

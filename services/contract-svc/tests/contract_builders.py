@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from contract_svc.application import Contracts
 from contract_svc.domain import Consent, Contract, Contractor, Initiator, Plan
 
 START = date(2026, 4, 1)
@@ -66,3 +67,12 @@ def replay(contract: Contract) -> Contract:
 
 def state_of(contract: Contract) -> dict[str, object]:
     return {k: v for k, v in vars(contract).items() if k != "_pending_events"}
+
+
+NOW = datetime(2026, 6, 15, 3, 0, tzinfo=UTC)
+
+
+def open_contracts(env: dict[str, str]) -> Contracts:
+    contracts = Contracts(env=env, clock=lambda: NOW)
+    contracts.publish_terms(TERMS, "第1条 規約の制定目的 ...", date(2026, 4, 1))
+    return contracts

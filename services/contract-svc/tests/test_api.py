@@ -581,3 +581,18 @@ async def test_erasure_leaves_no_personal_data_in_the_read_model(api: Api) -> No
     page = await api.client.get("/v1/contracts", headers=auth(OPERATOR))
     names = [i["contractor"]["name"] for i in page.json()["items"] if i["id"] == contract["id"]]
     assert names and "テスト" not in names[0]
+
+
+async def test_the_requests_correlation_id_travels_into_the_published_event(api: Api) -> None:
+    response = await api.client.post(
+        "/v1/contracts",
+        json=an_application(),
+        headers={**auth(OPERATOR), "X-Correlation-Id": "portal-req-0001"},
+    )
+    assert response.headers["X-Correlation-Id"] == "portal-req-0001"
+    contract_id = response.json()["id"]
+    page = await api.client.get("/v1/events", params={"after": 0}, headers=auth(OPERATOR))
+    applied = [e for e in page.json()["events"] if e["subject"] == contract_id]
+    assert applied[0]["correlationid"] == "portal-req-0001"
+    history = await api.history(contract_id)
+    assert "_correlation_id" not in history[0]["data"]

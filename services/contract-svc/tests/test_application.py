@@ -9,8 +9,7 @@ from uuid import uuid4
 
 import psycopg
 import pytest
-from conftest import NOW, open_contracts
-from contract_builders import START, TERMS, a_consent, a_contractor
+from contract_builders import NOW, START, TERMS, a_consent, a_contractor, open_contracts
 from eventsourcing.persistence import StoredEvent
 
 from contract_svc.application import ContractNotFoundError, Contracts, StaleVersionError

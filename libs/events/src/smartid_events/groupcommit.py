@@ -18,6 +18,9 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder
 from psycopg.sql import SQL, Composed, Identifier
 
+from smartid_events.correlation import stamp
+from smartid_events.logs import current_correlation_id
+
 R = TypeVar("R")
 A = TypeVar("A", bound=BaseAggregate[UUID])
 
@@ -96,7 +99,7 @@ def update(
 class _Ticket:
     """A submitted command and the way its outcome gets back to the submitter."""
 
-    __slots__ = ("_done", "_future", "_loop", "command", "error", "result")
+    __slots__ = ("_done", "_future", "_loop", "command", "correlation_id", "error", "result")
 
     def __init__(
         self,
@@ -104,6 +107,8 @@ class _Ticket:
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.command = command
+        # Taken in the submitter's thread: the writer thread has no request context.
+        self.correlation_id = current_correlation_id()
         self.result: Any = None
         self.error: BaseException | None = None
         self._loop = loop
@@ -345,6 +350,8 @@ class GroupCommitter:
             saved += [a for a in to_save if a is not aggregate]
             for saved_aggregate in saved:
                 new_events = saved_aggregate.collect_events()
+                for new_event in new_events:
+                    stamp(new_event, ticket.correlation_id)
                 events.extend(new_events)
                 known = working.get(saved_aggregate.id)
                 if known is None:

@@ -16,7 +16,7 @@ from contract_svc.api import ERROR_TABLE, router
 from contract_svc.application import Contracts
 from contract_svc.idempotency import IdempotencyStore, PostgresIdempotencyStore
 from contract_svc.projections import InvalidCursorError, ReadModel
-from contract_svc.published import publish
+from contract_svc.published import publish_correlated
 from contract_svc.settings import ContractSettings
 from smartid_events import natsconn
 from smartid_events.auth import require
@@ -51,7 +51,8 @@ def create_app(
             asyncpg_dsn(settings.database_url), min_size=1, max_size=4
         )
         app.state.translate = translator_from_application(
-            app.state.contracts, lambda event, position: publish(event, position, None)
+            app.state.contracts,
+            publish_correlated,
         )
         app.state.nats = None
         if connect_nats:

@@ -9,10 +9,11 @@ from uuid import UUID
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import DomainEventProtocol, Snapshot
-from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.persistence import StoredEvent, Transcoder
 
 from contract_svc.domain import ERASED
 from contract_svc.keys import KeyStore
+from smartid_events.correlation import CorrelatingMapper
 
 SEALED = "_sealed_"
 NONCE_BYTES = 12
@@ -26,7 +27,7 @@ def personal_fields_of(cls: type[Any]) -> tuple[str, ...]:
     return tuple(getattr(cls, "personal_fields", ()))
 
 
-class PersonalDataMapper(Mapper[UUID]):
+class PersonalDataMapper(CorrelatingMapper[UUID]):
     """Encrypts the fields each event class names in `personal_fields` with its contract's key.
 
     After the key is destroyed events read back with `[erased]` in those fields; history is

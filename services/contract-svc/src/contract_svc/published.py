@@ -16,6 +16,7 @@ from eventsourcing.domain import DomainEventProtocol
 import smartid_events.contract  # noqa: F401  (registers the schemas)
 from contract_svc.domain import Contract, Service
 from contract_svc.views import jsonable
+from smartid_events.correlation import correlation_of
 from smartid_events.envelope import SERVICE_WIDE, CloudEvent
 from smartid_events.registry import REGISTRY
 
@@ -127,3 +128,8 @@ def publish(
         position=position,
         correlation_id=correlation_id,
     )
+
+
+def publish_correlated(domain_event: DomainEventProtocol[UUID], position: int) -> CloudEvent | None:
+    """`publish` with the correlation id the event was recorded with (for the relay)."""
+    return publish(domain_event, position, correlation_of(domain_event))

@@ -12,8 +12,15 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 
 from contract_svc.domain import Contract
+from smartid_events.correlation import CORRELATION_ATTRIBUTE
 
-EVENT_BOOKKEEPING = ("originator_id", "originator_version", "timestamp", "originator_topic")
+EVENT_BOOKKEEPING = (
+    "originator_id",
+    "originator_version",
+    "timestamp",
+    "originator_topic",
+    CORRELATION_ATTRIBUTE,
+)
 
 
 def jsonable(value: Any) -> Any:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from contract_svc.application import Contracts
 from contract_svc.projections import ContractProjection, ReadModel
-from contract_svc.published import publish
+from contract_svc.published import publish_correlated
 from contract_svc.settings import ContractSettings
 from smartid_events.log import read_log, translator_from_application
 from smartid_events.logs import configure_logging
@@ -35,9 +35,7 @@ def relay_settings(settings: ContractSettings, contracts: Contracts) -> RelaySet
         database_url=settings.database_url,
         nats_url=settings.nats_url,
         table=f"{Contracts.name}_events",
-        translator=translator_from_application(
-            contracts, lambda event, position: publish(event, position, None)
-        ),
+        translator=translator_from_application(contracts, publish_correlated),
         nats_options=options,
     )
 
