@@ -113,6 +113,33 @@ class Billing(Application[UUID]):
             account.record(fact)
         self._save(account, tracking=tracking)
 
+    def record_fee_change(
+        self, fact: facts.FeeChanged, tracking: Tracking | None = None, batch_size: int = 500
+    ) -> int:
+        """Art. 12(2): a service-wide fee change reaches every open account; returns how many.
+
+        Batches are saved one by one and the tracking goes with the last, so a crash in
+        between repeats the change, which the accounts that already have it ignore."""
+        if tracking is not None and self.already_handled(tracking):
+            return 0
+        ids = list(self._account_ids())
+        changed = 0
+        for offset in range(0, len(ids), batch_size):
+            accounts = [
+                a
+                for a in self._loader.load(ids[offset : offset + batch_size]).values()
+                if isinstance(a, Account) and not a.closed
+            ]
+            for account in accounts:
+                account.record(fact)
+            touched = [a for a in accounts if a.pending_events]
+            changed += len(touched)
+            last = offset + batch_size >= len(ids)
+            self._save(*touched, tracking=tracking if last else None)
+        if not ids and tracking is not None:
+            self._save(tracking=tracking)
+        return changed
+
     # Billing runs -----------------------------------------------------------------------------
 
     def run_billing(

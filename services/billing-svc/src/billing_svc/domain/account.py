@@ -15,7 +15,7 @@ from billing_svc.domain.errors import (
 )
 from billing_svc.domain.invoice import Invoice, figure
 from billing_svc.domain.lines import Line, LineKind
-from billing_svc.domain.proration import Tariff
+from billing_svc.domain.proration import Step, Tariff
 
 ACCOUNT_NAMESPACE = uuid.UUID("0b5c3f52-8d7e-4f0e-b6a4-2f4e5d9c1a77")
 
@@ -83,8 +83,10 @@ class Account(Aggregate):
                 self._id_count_recorded(count, day)
             case facts.FeeChanged(monthly_fee_per_id=fee, effective_date=day):
                 _require_non_negative(fee, "monthly_fee_per_id")
-                # Art. 12(2): a fee change takes effect on the notified effective date.
-                self._fee_recorded(fee, day)
+                # Art. 12(2): a fee change takes effect on the notified effective date. A
+                # service-wide change reaches accounts in batches: a repeated one records nothing.
+                if Step(day, fee) not in self.tariff.fee_steps:
+                    self._fee_recorded(fee, day)
             case facts.Terminated(effective_date=day) | facts.ApprovalRevoked(effective_date=day):
                 # Art. 13(1): fees accrue through the end date, the last day of service.
                 self._charging_ended(day)
