@@ -29,6 +29,7 @@ from smartid_events.envelope import (
     subjects_of_service,
 )
 from smartid_events.log import LogRow, Translator, log_head, read_log
+from smartid_events.natsconn import inbox_prefix_for
 from smartid_events.store import asyncpg_dsn
 from smartid_events.tracking import advance_position, ensure_positions_table, get_position
 
@@ -278,7 +279,7 @@ async def rebuild_stream(
             "SELECT pg_try_advisory_lock($1)", relay_lock_key(settings.service)
         ):
             raise RuntimeError(f"a relay for {settings.service} is running: stop it first")
-        nc = await nats.connect(settings.nats_url, **settings.nats_options)
+        nc = await connect_nats(settings.nats_url, asyncio.Event(), **settings.nats_options)
         try:
             js = nc.jetstream()
             with contextlib.suppress(NotFoundError):
@@ -305,6 +306,9 @@ async def connect_nats(url: str, stop: asyncio.Event, **options: Any) -> NatsCli
         "allow_reconnect": True,
         "connect_timeout": 2,
     }
+    if options.get("user"):
+        # A service user may subscribe only to its own inbox prefix (see natsconn).
+        defaults["inbox_prefix"] = inbox_prefix_for(options["user"])
     delay = 0.2
     while True:
         try:
