@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import asyncpg
+import nats
 import pytest
 from plumbing_kit import Account, Ledger, ledger_source, stream_messages
 
@@ -42,13 +44,15 @@ def some_accounts(ledger: Ledger, accounts: int, credits: int) -> list[Account]:
     return made
 
 
-async def wait_for_count(nats_url: str, service: str, count: int, within: float = 20.0) -> list:
+async def wait_for_count(
+    nats_url: str, service: str, count: int, within: float = 20.0
+) -> list[tuple[int, str, Any, bytes]]:
     deadline = time.monotonic() + within
     while True:
         try:
             messages = await stream_messages(nats_url, service)
-        except Exception:
-            messages = []
+        except (nats.errors.Error, OSError):
+            messages = []  # no stream yet
         if len(messages) >= count or time.monotonic() > deadline:
             return messages
         await asyncio.sleep(0.05)

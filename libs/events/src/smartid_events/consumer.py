@@ -14,10 +14,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import asyncpg
 import nats
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge
 
 from smartid_events.envelope import (
@@ -45,6 +47,9 @@ CONSUMER_PARKED = Counter("smartid_consumer_parked_total", "Messages parked", ["
 CONSUMER_PARKED_NOW = Gauge("smartid_consumer_parked_messages", "Messages parked now", ["consumer"])
 
 Ctx = TypeVar("Ctx")
+
+# Failures of the infrastructure rather than of the message: retried until they pass.
+OUTAGES = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, nats.errors.Error)
 
 # Crash points for fault tests: the hook is called with one of these names.
 AFTER_COMMIT = "after_commit"
@@ -145,11 +150,25 @@ class Consumer(Generic[Ctx]):
                 await nc.close()
 
     async def _subscribe(self, js: JetStreamContext, partition: int) -> Any:
+        """Bind the partition's durable consumer, first rewinding it to its ack floor if a
+        previous run left messages unacked: JetStream would otherwise deliver newer messages
+        before redelivering those, and the newer positions would make them look handled."""
+        stream, durable = stream_name(self.upstream), self.durable_name(partition)
+        config = self.consumer_config(partition)
+        try:
+            info = await js.consumer_info(stream, durable)
+        except NotFoundError:
+            info = None
+        if info is not None and info.num_ack_pending:
+            floor = info.ack_floor.stream_seq if info.ack_floor is not None else 0
+            await js.delete_consumer(stream, durable)
+            config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_seq = int(floor or 0) + 1
         return await js.pull_subscribe(
             subjects_of_partition(self.upstream, partition),
-            durable=self.durable_name(partition),
-            stream=stream_name(self.upstream),
-            config=self.consumer_config(partition),
+            durable=durable,
+            stream=stream,
+            config=config,
         )
 
     async def _partition_loop(
@@ -161,21 +180,23 @@ class Consumer(Generic[Ctx]):
                 if sub is None:
                     sub = await self._subscribe(js, partition)
                 msgs = await sub.fetch(self.fetch_batch, timeout=self.fetch_timeout_s)
+                for msg in msgs:
+                    if stop.is_set():
+                        break  # unacked messages come back, in order, on the next subscribe
+                    await self.handle(msg, partition)
+                    CONSUMER_LAG.labels(self.name, partition_token(partition)).set(
+                        msg.metadata.num_pending
+                    )
             except (nats.errors.TimeoutError, TimeoutError):
                 continue  # nothing to fetch yet (or a subscribe that timed out: tried again)
-            except (nats.errors.Error, OSError) as e:
-                log.warning("%s p%02d: %r; retrying", self.name, partition, e)
+            except (nats.errors.Error, OSError, asyncpg.PostgresError) as e:
+                # Whatever was not acked is delivered again after the rewind on re-subscribe.
+                log.warning("%s p%02d: %r; re-subscribing", self.name, partition, e)
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
                 sub = None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
-                continue
-            for msg in msgs:
-                if stop.is_set():
-                    break  # unacked messages come back after ack_wait, in order
-                await self.handle(msg, partition)
-                CONSUMER_LAG.labels(self.name, partition_token(partition)).set(
-                    msg.metadata.num_pending
-                )
 
     async def handle(self, msg: Msg, partition: int) -> None:
         """Handle one message in order: apply once, or park it; ack in every case but a crash."""
@@ -214,11 +235,12 @@ class Consumer(Generic[Ctx]):
     ) -> str | None:
         """Apply with in-process retries (keeping the order); the last failure's reason or None."""
         reason = ""
+        last: Exception | None = None
         for attempt in range(self.max_attempts):
             try:
                 applied = await self.tracker.apply(name, event.position, event, self.handler)
             except Exception as e:  # the handler's failure is the message's, parked with it
-                reason = f"{type(e).__name__}: {e}"
+                last, reason = e, f"{type(e).__name__}: {e}"
                 log.warning(
                     "%s: %s failed (attempt %d): %s", self.name, event.id, attempt + 1, reason
                 )
@@ -230,6 +252,8 @@ class Consumer(Generic[Ctx]):
                 continue
             (CONSUMER_HANDLED if applied else CONSUMER_DUPLICATES).labels(self.name).inc()
             return None
+        if isinstance(last, OUTAGES):
+            raise last  # our own database or bus is away: redeliver later, never park
         return reason
 
     async def _park(
