@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from uuid import UUID
@@ -160,20 +161,34 @@ class Billing(Application[UUID]):
                 f"{period} is invoiced from {periods.following(period)}-01 on, not {issued_on}"
             )
         account_ids = list(self._account_ids())
+        batches = [
+            account_ids[offset : offset + batch_size]
+            for offset in range(0, len(account_ids), batch_size)
+        ]
         issued: list[UUID] = []
-        for offset in range(0, len(account_ids), batch_size):
-            batch = account_ids[offset : offset + batch_size]
-            issued.extend(self._bill_batch(batch, period, issued_on))
-            if progress is not None:
-                done = offset + len(batch)
-                progress(RunProgress(period, done, len(account_ids), len(issued)))
+        done = 0
+        # The next batch loads while this one is billed and saved: the database's time and
+        # ours overlap instead of adding up.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="billing-prefetch") as pool:
+            upcoming = pool.submit(self._loader.load, batches[0]) if batches else None
+            for index, batch in enumerate(batches):
+                assert upcoming is not None
+                loaded = upcoming.result()
+                if index + 1 < len(batches):
+                    upcoming = pool.submit(self._loader.load, batches[index + 1])
+                issued.extend(self._bill_batch(batch, period, issued_on, loaded))
+                done += len(batch)
+                if progress is not None:
+                    progress(RunProgress(period, done, len(account_ids), len(issued)))
         return RunReport(period, len(account_ids), len(issued), issued)
 
-    def _bill_batch(self, ids: list[UUID], period: str, issued_on: date) -> list[UUID]:
+    def _bill_batch(
+        self, ids: list[UUID], period: str, issued_on: date, loaded: dict[UUID, Aggregate]
+    ) -> list[UUID]:
         for _attempt in range(MAX_BATCH_RETRIES):
             changed: list[Aggregate] = []
             invoices: list[UUID] = []
-            for account in self._loader.load(ids).values():
+            for account in loaded.values():
                 assert isinstance(account, Account)
                 invoice = account.bill(period, issued_on)
                 if invoice is not None:
@@ -181,9 +196,10 @@ class Billing(Application[UUID]):
                     invoices.append(invoice.id)
             try:
                 if changed:
-                    self.save(*changed)
+                    self._save_batch(changed)
             except IntegrityError:
                 # A fact for one of these accounts was saved meanwhile: reload and bill again.
+                loaded = self._loader.load(ids)
                 continue
             return invoices
         raise RuntimeError(f"billing run {period}: batch kept conflicting with concurrent writes")
@@ -274,6 +290,16 @@ class Billing(Application[UUID]):
         if not isinstance(invoice, Invoice):
             raise InvoiceNotFoundError(f"no invoice {invoice_id}")
         return invoice
+
+    def _save_batch(self, aggregates: list[Aggregate]) -> None:
+        """`save()` for aggregates known to be ours: it skips `save()`'s runtime Protocol checks,
+        which cost a billing run more than the insert (mirrors eventsourcing 9.5.6, pinned)."""
+        processing: ProcessingEvent[UUID] = ProcessingEvent()
+        processing.events = [e for a in aggregates for e in a.collect_events()]
+        processing.aggregates = {a.id: a for a in aggregates}
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
 
     def _save(self, *aggregates: Aggregate, tracking: Tracking | None = None) -> None:
         if tracking is None:
