@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from datetime import date, timedelta
 from uuid import uuid4
 
@@ -27,6 +28,19 @@ from smartid_events.store import event_store_env
 
 CONTRACTOR_NAME = "Yamada Shoji K.K."
 USER_EMAIL = "hanako.sato@yamada.example"
+
+
+@pytest.fixture(params=["memory", "postgres", "postgres, group commit"])
+def contracts(request: pytest.FixtureRequest) -> Iterator[Contracts]:
+    """Every use case inline on both stores, and through the group committer (the API's way)."""
+    if request.param == "memory":
+        env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    else:
+        env = event_store_env(request.getfixturevalue("database_url"))
+    app = Contracts(env=env, clock=lambda: NOW, group_commit="group commit" in request.param)
+    app.publish_terms(TERMS, "第1条 規約の制定目的 ...", date(2026, 4, 1))
+    yield app
+    app.close()
 
 
 def an_active_contract(contracts: Contracts, id_count: int = 3) -> Contract:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
@@ -15,6 +16,7 @@ from contract_svc.application import (
     ContractNotFoundError,
     Contracts,
     StaleVersionError,
+    visible_to,
 )
 from contract_svc.domain import (
     Consent,
@@ -22,6 +24,7 @@ from contract_svc.domain import (
     Contractor,
     ContractRuleError,
     Plan,
+    Service,
 )
 from contract_svc.domain.errors import UnknownUserError
 from contract_svc.idempotency import (
@@ -33,6 +36,7 @@ from contract_svc.idempotency import (
 from contract_svc.projections import ContractSearch, ReadModel
 from contract_svc.views import contract_view, jsonable
 from smartid_events.auth import Principal, require
+from smartid_events.groupcommit import Command, CommitterClosedError, CommitterOverloadedError
 
 # Rule errors about the request's own values (422); the rest conflict with the contract's state.
 UNPROCESSABLE_RULES = frozenset(
@@ -71,6 +75,8 @@ ERROR_TABLE: dict[type[Exception], int] = {
     IdempotencyConflictError: 422,
     IdempotencyInProgressError: 409,
     UnknownUserError: 404,
+    CommitterOverloadedError: 503,
+    CommitterClosedError: 503,
 }
 
 
@@ -264,31 +270,37 @@ def contract_response(contract: Contract, status_code: int = 200) -> JSONRespons
     )
 
 
-def idempotent(
+async def idempotent(
     request: Request,
     store: IdempotencyStore,
     principal: Principal,
     key: str | None,
     body: BaseModel | None,
-    command: Callable[[], tuple[int, dict[str, Any]]],
+    command: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
 ) -> JSONResponse:
-    """Run `command` once per Idempotency-Key; a repeat gets the first response."""
+    """Run `command` once per Idempotency-Key; a repeat gets the first response.
+
+    The store is synchronous: it runs in a thread, and only for requests that carry a key.
+    """
     if key is None:
-        status, content = command()
+        status, content = await command()
         return _json(status, content)
     tenant = principal.tenant or f"operator:{principal.sub}"
     payload = body.model_dump(mode="json") if body is not None else None
     digest = fingerprint(request.method, request.url.path, payload)
-    replay = store.begin(tenant, key, digest)
+    replay = await asyncio.to_thread(store.begin, tenant, key, digest)
     if replay is not None:
         stored = replay.response
         return _json(int(stored["status"]), stored["body"], replayed=True)
     try:
-        status, content = command()
-    except Exception:
-        store.abandon(tenant, key)
+        status, content = await command()
+    except TimeoutError:
+        # The command may still commit: keep the claim so that a retry cannot apply it twice.
         raise
-    store.complete(tenant, key, {"status": status, "body": content})
+    except Exception:
+        await asyncio.to_thread(store.abandon, tenant, key)
+        raise
+    await asyncio.to_thread(store.complete, tenant, key, {"status": status, "body": content})
     return _json(status, content)
 
 
@@ -305,7 +317,7 @@ router = APIRouter(prefix="/v1", tags=["contracts"])
 
 
 @router.post("/contracts", status_code=201)
-def apply(
+async def apply(
     body: Application,
     request: Request,
     principal: Writer,
@@ -315,7 +327,7 @@ def apply(
 ) -> JSONResponse:
     """Art. 4(1): apply for a contract under a published terms version."""
 
-    def command() -> tuple[int, dict[str, Any]]:
+    async def command() -> tuple[int, dict[str, Any]]:
         if principal.is_operator:
             tenant_id = body.tenant_id or str(uuid4())
         else:
@@ -323,17 +335,19 @@ def apply(
                 raise ContractNotFoundError(UUID(int=0))
             assert principal.tenant is not None
             tenant_id = principal.tenant
-        contract = contracts.apply(
-            tenant_id=tenant_id,
-            contractor=body.contractor.value(),
-            plan=Plan(body.plan.monthly_fee_per_id, body.plan.id_count),
-            terms_version=body.terms_version,
-            agreed_to_terms=body.agreed_to_terms,
-            construction_fee=body.construction_fee,
+        contract = await contracts.execute_async(
+            contracts.commands.apply(
+                tenant_id=tenant_id,
+                contractor=body.contractor.value(),
+                plan=Plan(body.plan.monthly_fee_per_id, body.plan.id_count),
+                terms_version=body.terms_version,
+                agreed_to_terms=body.agreed_to_terms,
+                construction_fee=body.construction_fee,
+            )
         )
         return 201, contract_view(contract)
 
-    response = idempotent(request, store, principal, key, body, command)
+    response = await idempotent(request, store, principal, key, body, command)
     contract_id = _body_of(response).get("id")
     if contract_id:
         response.headers["Location"] = f"/v1/contracts/{contract_id}"
@@ -347,25 +361,24 @@ def _body_of(response: JSONResponse) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _change(
+async def _change(
     request: Request,
     store: IdempotencyStore,
     contracts: Contracts,
     principal: Principal,
-    contract_id: UUID,
     key: str | None,
     body: BaseModel | None,
-    action: Callable[[], Contract],
+    change: Command[Contract],
 ) -> JSONResponse:
-    def command() -> tuple[int, dict[str, Any]]:
-        owned(contracts, contract_id, principal)
-        return 200, contract_view(action())
+    async def command() -> tuple[int, dict[str, Any]]:
+        contract = await contracts.execute_async(visible_to(change, principal.can_access))
+        return 200, contract_view(contract)
 
-    return idempotent(request, store, principal, key, body, command)
+    return await idempotent(request, store, principal, key, body, command)
 
 
 @router.post("/contracts/{contract_id}/approval")
-def approve(
+async def approve(
     contract_id: UUID,
     body: Approval,
     request: Request,
@@ -377,14 +390,14 @@ def approve(
 ) -> JSONResponse:
     """Art. 4(2), 3(4): approval forms the contract and sets its start date."""
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, body,
-        lambda: contracts.approve(contract_id, body.start_date, expected_version=version),
+    return await _change(
+        request, store, contracts, principal, key, body,
+        contracts.commands.approve(contract_id, body.start_date, expected_version=version),
     )  # fmt: skip
 
 
 @router.post("/contracts/{contract_id}/rejection")
-def reject(
+async def reject(
     contract_id: UUID,
     body: Rejection,
     request: Request,
@@ -396,16 +409,16 @@ def reject(
 ) -> JSONResponse:
     """Art. 4(3): refuse an application on one of grounds (1)–(6)."""
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, body,
-        lambda: contracts.reject(
+    return await _change(
+        request, store, contracts, principal, key, body,
+        contracts.commands.reject(
             contract_id, body.reason_code, body.note, expected_version=version
         ),
     )  # fmt: skip
 
 
 @router.post("/contracts/{contract_id}/revocation")
-def revoke(
+async def revoke(
     contract_id: UUID,
     body: Revocation,
     request: Request,
@@ -417,9 +430,9 @@ def revoke(
 ) -> JSONResponse:
     """Art. 4(4): revoke an approval after the fact on the grounds of Art. 4(3)."""
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, body,
-        lambda: contracts.revoke_approval(
+    return await _change(
+        request, store, contracts, principal, key, body,
+        contracts.commands.revoke_approval(
             contract_id, body.reason_code, body.effective_date, body.note,
             expected_version=version,
         ),
@@ -427,7 +440,7 @@ def revoke(
 
 
 @router.post("/contracts/{contract_id}/id-count")
-def change_id_count(
+async def change_id_count(
     contract_id: UUID,
     body: IdCountChange,
     request: Request,
@@ -439,16 +452,16 @@ def change_id_count(
 ) -> JSONResponse:
     """Art. 13(1): change the number of IDs from an effective date."""
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, body,
-        lambda: contracts.change_id_count(
+    return await _change(
+        request, store, contracts, principal, key, body,
+        contracts.commands.change_id_count(
             contract_id, body.id_count, body.effective_date, expected_version=version
         ),
     )  # fmt: skip
 
 
 @router.post("/contracts/{contract_id}/suspension")
-def suspend(
+async def suspend(
     contract_id: UUID,
     body: SuspensionIn,
     request: Request,
@@ -460,9 +473,9 @@ def suspend(
 ) -> JSONResponse:
     """Art. 11: suspend the contract's use, with prior notice unless urgent."""
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, body,
-        lambda: contracts.suspend(
+    return await _change(
+        request, store, contracts, principal, key, body,
+        contracts.commands.suspend(
             contract_id, body.reason_code, body.start_date, body.end_date, body.urgent,
             expected_version=version,
         ),
@@ -470,7 +483,7 @@ def suspend(
 
 
 @router.post("/contracts/{contract_id}/resumption")
-def resume(
+async def resume(
     contract_id: UUID,
     body: Resumption,
     request: Request,
@@ -482,9 +495,9 @@ def resume(
 ) -> JSONResponse:
     """Art. 11: lift a suspension from an effective date."""
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, body,
-        lambda: contracts.resume(contract_id, body.effective_date, expected_version=version),
+    return await _change(
+        request, store, contracts, principal, key, body,
+        contracts.commands.resume(contract_id, body.effective_date, expected_version=version),
     )  # fmt: skip
 
 
@@ -499,7 +512,7 @@ ERROR_TABLE[CompanyTerminationNeedsOperatorError] = 403
 
 
 @router.post("/contracts/{contract_id}/termination")
-def terminate(
+async def terminate(
     contract_id: UUID,
     body: TerminationIn,
     request: Request,
@@ -515,9 +528,9 @@ def terminate(
             "termination by the company needs the contracts:operate scope"
         )
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, body,
-        lambda: contracts.terminate(
+    return await _change(
+        request, store, contracts, principal, key, body,
+        contracts.commands.terminate(
             contract_id, body.initiator, body.reason_code, body.effective_date,
             body.written_notice_ref, body.written_notice_received_on,
             expected_version=version,
@@ -526,7 +539,7 @@ def terminate(
 
 
 @router.post("/contracts/{contract_id}/notice-completion")
-def complete_notice(
+async def complete_notice(
     contract_id: UUID,
     body: NoticeCompletion,
     request: Request,
@@ -538,16 +551,16 @@ def complete_notice(
 ) -> JSONResponse:
     """Art. 24: a prior notice was completed; the change it gates may take effect."""
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, body,
-        lambda: contracts.record_notice_completion(
+    return await _change(
+        request, store, contracts, principal, key, body,
+        contracts.commands.record_notice_completion(
             contract_id, body.notice_for, body.completed_at, expected_version=version
         ),
     )  # fmt: skip
 
 
 @router.post("/contracts/{contract_id}/succession")
-def record_succession(
+async def record_succession(
     contract_id: UUID,
     body: Succession,
     request: Request,
@@ -559,9 +572,9 @@ def record_succession(
 ) -> JSONResponse:
     """Art. 5: the successor of a merger or split takes over the contract."""
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, body,
-        lambda: contracts.record_succession(
+    return await _change(
+        request, store, contracts, principal, key, body,
+        contracts.commands.record_succession(
             contract_id, body.successor.value(), body.cause, body.evidence_ref,
             body.effective_date, body.tenant_id, expected_version=version,
         ),
@@ -569,7 +582,7 @@ def record_succession(
 
 
 @router.post("/contracts/{contract_id}/transfer")
-def approve_transfer(
+async def approve_transfer(
     contract_id: UUID,
     body: TransferApprovalIn,
     request: Request,
@@ -581,9 +594,9 @@ def approve_transfer(
 ) -> JSONResponse:
     """Art. 6: a transfer happens only with the company's approval (an operator's act)."""
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, body,
-        lambda: contracts.approve_transfer(
+    return await _change(
+        request, store, contracts, principal, key, body,
+        contracts.commands.approve_transfer(
             contract_id, body.transferee.value(), body.approval_ref, body.effective_date,
             body.tenant_id, expected_version=version,
         ),
@@ -591,7 +604,7 @@ def approve_transfer(
 
 
 @router.post("/contracts/{contract_id}/contractor")
-def change_contractor_details(
+async def change_contractor_details(
     contract_id: UUID,
     body: ContractorDetailsChange,
     request: Request,
@@ -603,9 +616,9 @@ def change_contractor_details(
 ) -> JSONResponse:
     """Art. 23(8): the contractor reports a change of name or address, with evidence."""
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, body,
-        lambda: contracts.change_contractor_details(
+    return await _change(
+        request, store, contracts, principal, key, body,
+        contracts.commands.change_contractor_details(
             contract_id, body.contractor.value(), body.evidence_ref, body.effective_date,
             expected_version=version,
         ),
@@ -617,7 +630,7 @@ class ConstructionDate(Body):
 
 
 @router.post("/contracts/{contract_id}/construction/start")
-def start_construction(
+async def start_construction(
     contract_id: UUID,
     body: ConstructionDate,
     request: Request,
@@ -629,14 +642,14 @@ def start_construction(
 ) -> JSONResponse:
     """Art. 14: construction has started; its fee is owed from now on."""
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, body,
-        lambda: contracts.start_construction(contract_id, body.on, expected_version=version),
+    return await _change(
+        request, store, contracts, principal, key, body,
+        contracts.commands.start_construction(contract_id, body.on, expected_version=version),
     )  # fmt: skip
 
 
 @router.post("/contracts/{contract_id}/construction/cancellation")
-def cancel_construction(
+async def cancel_construction(
     contract_id: UUID,
     body: ConstructionDate,
     request: Request,
@@ -648,14 +661,14 @@ def cancel_construction(
 ) -> JSONResponse:
     """Art. 14(2): cancelled before construction starts, the fee is not owed."""
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, body,
-        lambda: contracts.cancel_construction(contract_id, body.on, expected_version=version),
+    return await _change(
+        request, store, contracts, principal, key, body,
+        contracts.commands.cancel_construction(contract_id, body.on, expected_version=version),
     )  # fmt: skip
 
 
 @router.post("/contracts/{contract_id}/users", status_code=201)
-def register_user(
+async def register_user(
     contract_id: UUID,
     body: UserIn,
     request: Request,
@@ -668,23 +681,23 @@ def register_user(
     """Art. 26(3): a user is registered only with the user's recorded prior consent."""
     version = expected_version(if_match)
 
-    def command() -> tuple[int, dict[str, Any]]:
-        owned(contracts, contract_id, principal)
+    async def command() -> tuple[int, dict[str, Any]]:
         consent = Consent(body.consent.obtained_at, body.consent.method) if body.consent else None
-        registered = contracts.register_user(
+        registration = contracts.commands.register_user(
             contract_id, body.name, str(body.email), consent, expected_version=version
         )
+        registered = await contracts.execute_async(visible_to(registration, principal.can_access))
         return 201, {
             "user_id": str(registered.user_id),
             "contract_id": str(contract_id),
             "version": registered.contract.version,
         }
 
-    return idempotent(request, store, principal, key, body, command)
+    return await idempotent(request, store, principal, key, body, command)
 
 
 @router.delete("/contracts/{contract_id}/users/{user_id}")
-def remove_user(
+async def remove_user(
     contract_id: UUID,
     user_id: UUID,
     request: Request,
@@ -695,14 +708,14 @@ def remove_user(
     key: IdempotencyKey = None,
 ) -> JSONResponse:
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, None,
-        lambda: contracts.remove_user(contract_id, user_id, expected_version=version),
+    return await _change(
+        request, store, contracts, principal, key, None,
+        contracts.commands.remove_user(contract_id, user_id, expected_version=version),
     )  # fmt: skip
 
 
 @router.post("/contracts/{contract_id}/users/{user_id}/compromise")
-def report_compromise(
+async def report_compromise(
     contract_id: UUID,
     user_id: UUID,
     body: CompromiseReport,
@@ -715,16 +728,16 @@ def report_compromise(
 ) -> JSONResponse:
     """Art. 23(5): the contractor reports a lost or leaked ID or credential."""
     version = expected_version(if_match)
-    return _change(
-        request, store, contracts, principal, contract_id, key, body,
-        lambda: contracts.report_compromise(
+    return await _change(
+        request, store, contracts, principal, key, body,
+        contracts.commands.report_compromise(
             contract_id, user_id, body.reported_at, expected_version=version
         ),
     )  # fmt: skip
 
 
 @router.post("/contracts/{contract_id}/users/{user_id}/reissue", status_code=201)
-def reissue_user_id(
+async def reissue_user_id(
     contract_id: UUID,
     user_id: UUID,
     body: Reissue,
@@ -738,18 +751,18 @@ def reissue_user_id(
     """Art. 23(6): the company changes a compromised ID (notice follows, Art. 23(7))."""
     version = expected_version(if_match)
 
-    def command() -> tuple[int, dict[str, Any]]:
-        owned(contracts, contract_id, principal)
-        registered = contracts.reissue_user_id(
+    async def command() -> tuple[int, dict[str, Any]]:
+        reissue = contracts.commands.reissue_user_id(
             contract_id, user_id, body.reason, body.urgent, expected_version=version
         )
+        registered = await contracts.execute_async(visible_to(reissue, principal.can_access))
         return 201, {
             "user_id": str(registered.user_id),
             "contract_id": str(contract_id),
             "version": registered.contract.version,
         }
 
-    return idempotent(request, store, principal, key, body, command)
+    return await idempotent(request, store, principal, key, body, command)
 
 
 @router.post("/contracts/{contract_id}/erasure")
@@ -872,7 +885,10 @@ class FeeChangeIn(Body):
 
 
 def service_view(contracts: Contracts) -> dict[str, Any]:
-    service = contracts.get_service()
+    return view_of_service(contracts.get_service())
+
+
+def view_of_service(service: Service | None) -> dict[str, Any]:
     if service is None:
         return {"version": 0}
     return {
@@ -888,30 +904,37 @@ def get_service(principal: Reader, contracts: ContractsDep) -> JSONResponse:
 
 
 @router.post("/terms", status_code=201)
-def publish_terms(
+async def publish_terms(
     body: TermsIn,
     principal: Operator,
     contracts: ContractsDep,
     if_match: IfMatchHeader = None,
 ) -> JSONResponse:
     """Art. 2: publish a version of the terms with its content and effective date."""
-    contracts.publish_terms(
-        body.version, body.content, body.effective_date, expected_version=expected_version(if_match)
+    service = await contracts.execute_async(
+        contracts.commands.publish_terms(
+            body.version,
+            body.content,
+            body.effective_date,
+            expected_version=expected_version(if_match),
+        )
     )
-    return JSONResponse(service_view(contracts), status_code=201)
+    return JSONResponse(view_of_service(service), status_code=201)
 
 
 @router.post("/interruptions", status_code=201)
-def announce_interruption(
+async def announce_interruption(
     body: InterruptionIn,
     principal: Operator,
     contracts: ContractsDep,
     if_match: IfMatchHeader = None,
 ) -> JSONResponse:
     """Art. 10: announce an interruption of the service, with prior notice unless urgent."""
-    interruption_id = contracts.announce_interruption(
-        body.reason_code, body.starts_at, body.ends_at, body.scope, body.description,
-        body.urgent, expected_version=expected_version(if_match),
+    interruption_id = await contracts.execute_async(
+        contracts.commands.announce_interruption(
+            body.reason_code, body.starts_at, body.ends_at, body.scope, body.description,
+            body.urgent, expected_version=expected_version(if_match),
+        )
     )  # fmt: skip
     return JSONResponse({"interruption_id": str(interruption_id)}, status_code=201)
 
@@ -938,14 +961,18 @@ def announce_discontinuation(
 
 
 @router.post("/fee-changes", status_code=201)
-def change_fee(
+async def change_fee(
     body: FeeChangeIn,
     principal: Operator,
     contracts: ContractsDep,
     if_match: IfMatchHeader = None,
 ) -> JSONResponse:
     """Art. 12(2): a new fee, effective only after notice with the fee and its date."""
-    contracts.change_fee(
-        body.monthly_fee_per_id, body.effective_date, expected_version=expected_version(if_match)
+    service = await contracts.execute_async(
+        contracts.commands.change_fee(
+            body.monthly_fee_per_id,
+            body.effective_date,
+            expected_version=expected_version(if_match),
+        )
     )
-    return JSONResponse(service_view(contracts), status_code=201)
+    return JSONResponse(view_of_service(service), status_code=201)
