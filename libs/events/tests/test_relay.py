@@ -10,6 +10,7 @@ import asyncpg
 import nats
 import pytest
 from plumbing_kit import Account, Ledger, ledger_source, stream_messages
+from prometheus_client import REGISTRY
 
 from smartid_events.envelope import HEADER_MSG_ID, HEADER_POSITION, CloudEvent
 from smartid_events.log import LogRow
@@ -154,3 +155,13 @@ async def test_rebuilding_a_stream_republishes_the_whole_log(
     messages = await stream_messages(nats.url, service)
     assert head == 8
     assert [int(h[HEADER_POSITION]) for _, _, h, _ in messages] == list(range(1, 9))
+
+
+async def test_the_relay_reports_what_it_published_and_its_lag(
+    ledger: Ledger, service: str, database_url: str, nats: NatsUnderTest
+) -> None:
+    some_accounts(ledger, accounts=2, credits=2)
+    await Relay(settings_for(ledger, service, database_url, nats.url)).catch_up()
+    published = REGISTRY.get_sample_value("smartid_relay_published_total", {"service": service})
+    lag = REGISTRY.get_sample_value("smartid_relay_lag", {"service": service})
+    assert (published, lag) == (6, 0)

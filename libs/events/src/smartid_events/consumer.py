@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import asyncpg
 import nats
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -115,6 +116,8 @@ class Consumer(Generic[Ctx]):
     validate: bool = True
     crash_hook: Callable[[str], None] | None = None
     nats_options: dict[str, Any] = field(default_factory=dict)
+    # The service's own connect (`natsconn.connect`), else `connect_nats(nats_url, ...)`.
+    nats_connect: Callable[[], Awaitable[NatsClient]] | None = None
 
     def tracking_name(self, partition: int) -> str:
         return f"{self.name}:{partition_token(partition)}"
@@ -141,7 +144,10 @@ class Consumer(Generic[Ctx]):
         stop = stop or asyncio.Event()
         await self.parked.setup()
         CONSUMER_PARKED_NOW.labels(self.name).set(await self.parked.count(self.name))
-        nc = await connect_nats(self.nats_url, stop, **self.nats_options)
+        if self.nats_connect is not None:
+            nc = await self.nats_connect()
+        else:
+            nc = await connect_nats(self.nats_url, stop, **self.nats_options)
         try:
             js = nc.jetstream()
             await asyncio.gather(*(self._partition_loop(js, p, stop) for p in self.partitions))

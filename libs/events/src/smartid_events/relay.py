@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +101,14 @@ class RelaySettings:
     max_retry_delay_s: float = 5.0
     duplicate_window_s: float = 300.0
     nats_options: dict[str, Any] = field(default_factory=dict)
+    # The service's own connect (user, password, inbox prefix: `natsconn.connect`); when None,
+    # `connect_nats(nats_url, **nats_options)`.
+    nats_connect: Callable[[], Awaitable[NatsClient]] | None = None
+
+    async def connect(self, stop: asyncio.Event) -> NatsClient:
+        if self.nats_connect is not None:
+            return await self.nats_connect()
+        return await connect_nats(self.nats_url, stop, **self.nats_options)
 
 
 class PublishError(Exception):
@@ -150,7 +158,7 @@ class Relay:
     ) -> None:
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
         listen_conn = await asyncpg.connect(dsn)
-        nc = await connect_nats(self.settings.nats_url, stop, **self.settings.nats_options)
+        nc = await self.settings.connect(stop)
         try:
             await ensure_positions_table(pool)
             await listen_conn.add_listener(self.settings.table, self._on_notify)
@@ -279,7 +287,7 @@ async def rebuild_stream(
             "SELECT pg_try_advisory_lock($1)", relay_lock_key(settings.service)
         ):
             raise RuntimeError(f"a relay for {settings.service} is running: stop it first")
-        nc = await connect_nats(settings.nats_url, asyncio.Event(), **settings.nats_options)
+        nc = await settings.connect(asyncio.Event())
         try:
             js = nc.jetstream()
             with contextlib.suppress(NotFoundError):

@@ -172,6 +172,9 @@ async def _rebuild_read_model(args: argparse.Namespace) -> int:
             )
     finally:
         await pool.close()
+        close = getattr(projection, "close", None)
+        if close is not None:
+            await close()
     elapsed = max(time.perf_counter() - started, 1e-9)
     Console().print(f"{applied} events in {elapsed:.2f}s: {applied / elapsed:,.0f} events/s")
     return 0
