@@ -596,3 +596,31 @@ async def test_the_requests_correlation_id_travels_into_the_published_event(api:
     assert applied[0]["correlationid"] == "portal-req-0001"
     history = await api.history(contract_id)
     assert "_correlation_id" not in history[0]["data"]
+
+
+async def test_a_search_term_with_a_nul_character_is_refused_not_a_server_error(api: Api) -> None:
+    response = await api.client.get(
+        "/v1/contracts", params={"contractor_name": "a\x00b"}, headers=auth(OPERATOR)
+    )
+    body = await problem(response, 422)
+    assert body["errors"][0]["field"] == "query.contractor_name"
+
+
+async def test_a_cursor_without_a_time_zone_is_refused(api: Api) -> None:
+    import base64
+
+    forged = base64.urlsafe_b64encode(f"2026-01-01T00:00:00|{uuid4()}".encode()).decode()
+    forged = forged.rstrip("=")
+    response = await api.client.get(
+        "/v1/contracts", params={"cursor": forged}, headers=auth(OPERATOR)
+    )
+    body = await problem(response, 422)
+    assert body["rule"] == "cursor-invalid"
+
+
+async def test_a_name_with_a_control_character_is_refused_naming_the_field(api: Api) -> None:
+    application = an_application()
+    application["contractor"]["name"] = "株式会社\x00テスト"
+    response = await api.client.post("/v1/contracts", json=application, headers=auth(OPERATOR))
+    body = await problem(response, 422)
+    assert body["errors"][0]["field"] == "contractor.name"

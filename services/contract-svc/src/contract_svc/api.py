@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -10,7 +11,7 @@ from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from contract_svc.application import (
     ContractNotFoundError,
@@ -80,8 +81,21 @@ ERROR_TABLE: dict[type[Exception], int] = {
 }
 
 
+# C0 control characters other than tab and line breaks: PostgreSQL text refuses NUL, and none
+# of them belongs in a name, an address or a note.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+PRINTABLE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$"
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        if isinstance(value, str) and CONTROL_CHARACTERS.search(value):
+            raise ValueError("must not contain control characters")
+        return value
 
 
 class ContractorIn(Body):
@@ -831,12 +845,12 @@ async def search_contracts(
         Literal["applied", "rejected", "active", "suspended", "terminated", "revoked"] | None,
         Query(),
     ] = None,
-    contractor_name: Annotated[str | None, Query(max_length=200)] = None,
+    contractor_name: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
     applied_from: date | None = None,
     applied_to: date | None = None,
     start_from: date | None = None,
     start_to: date | None = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]*$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     """Search the read model, newest application first, with an opaque cursor."""

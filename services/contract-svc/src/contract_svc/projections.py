@@ -103,7 +103,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         applied_at, contract_id = base64.urlsafe_b64decode(padded).decode().split("|")
-        return datetime.fromisoformat(applied_at), UUID(contract_id)
+        moment = datetime.fromisoformat(applied_at)
+        if moment.tzinfo is None:
+            raise ValueError("naive moment")
+        return moment, UUID(contract_id)
     except (ValueError, UnicodeDecodeError):
         raise InvalidCursorError("cursor is not one this API returned") from None
 
