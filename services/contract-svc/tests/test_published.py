@@ -96,12 +96,21 @@ def test_every_published_event_validates_against_its_schema() -> None:
 
 
 def test_only_user_registration_publishes_personal_data() -> None:
+    """Contact details never leave; the contractor's legal name does, to address invoices."""
     for domain_event in every_event():
         cloud_event = publish(domain_event, 1, None)
         if cloud_event is None or cloud_event.name == "UserRegistered":
             continue
-        body = cloud_event.to_json().decode()
+        data = dict(cloud_event.data)
+        data.pop("contractor_name", None)
+        body = str(data)
         assert "Yamada" not in body and "@" not in body and "Suzuki" not in body
+        assert "Chiyoda" not in cloud_event.to_json().decode()
+
+
+def test_invoices_can_be_addressed_to_the_contractors_legal_name() -> None:
+    applied = publish(every_event()[0], 1, None)
+    assert applied is not None and applied.data["contractor_name"] == "Yamada Shoji K.K."
 
 
 def test_the_same_stored_event_always_gets_the_same_id() -> None:

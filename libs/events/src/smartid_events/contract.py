@@ -1,7 +1,8 @@
 """contract-svc's published events: JSON Schemas of their CloudEvent `data`, version 1.
 
 No personal data leaves contract-svc except a user's name and e-mail in `UserRegistered`,
-which idp-bridge passes to the NTT Com app (Art. 26(2)); contractors' contact details stay in
+which idp-bridge passes to the NTT Com app (Art. 26(2)), and the contractor's legal name, which
+billing needs to address invoices; contractors' contact details (address, e-mail, FAX) stay in
 contract-svc and are read from its API by whoever must send a notice.
 """
 
@@ -32,13 +33,20 @@ SUSPENSION_CODES = ["art11.1.1", "art11.1.2"]
 INTERRUPTION_CODES = _codes("art10.1", 5)
 
 
-def _contract_event(required: dict[str, Any]) -> dict[str, Any]:
+def _contract_event(
+    required: dict[str, Any], optional: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["contract_id", *required],
-        "properties": {"contract_id": _UUID, **required},
+        "properties": {"contract_id": _UUID, **required, **(optional or {})},
         "additionalProperties": False,
     }
+
+
+# The contractor's legal name: the addressee of invoices (a qualified invoice must name its
+# recipient). Added to v1 as an optional field; "[erased]" once the contract's data is erased.
+_CONTRACTOR_NAME = {"contractor_name": _TEXT}
 
 
 def _service_event(required: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +83,8 @@ APPLIED = _register(
                 "additionalProperties": False,
             },
             "construction_fee": _optional(_YEN),
-        }
+        },
+        _CONTRACTOR_NAME,
     ),
 )
 APPROVED = _register(
@@ -154,17 +163,20 @@ NOTICE_COMPLETED = _register(
 CONTRACTOR_SUCCEEDED = _register(
     "ContractorSucceeded",
     "Art. 5: a corporation succeeded the contractor by merger or split.",
-    _contract_event({"cause": {"enum": ["merger", "split"]}, "tenant_id": _TEXT, **_EFFECTIVE}),
+    _contract_event(
+        {"cause": {"enum": ["merger", "split"]}, "tenant_id": _TEXT, **_EFFECTIVE},
+        _CONTRACTOR_NAME,
+    ),
 )
 TRANSFER_APPROVED = _register(
     "TransferApproved",
     "Art. 6: the company approved the transfer of the contract to `tenant_id`.",
-    _contract_event({"tenant_id": _TEXT, **_EFFECTIVE}),
+    _contract_event({"tenant_id": _TEXT, **_EFFECTIVE}, _CONTRACTOR_NAME),
 )
 CONTRACTOR_DETAILS_CHANGED = _register(
     "ContractorDetailsChanged",
     "Art. 23(8): the contractor's name or address changed; read the details from contract-svc.",
-    _contract_event(_EFFECTIVE),
+    _contract_event(_EFFECTIVE, _CONTRACTOR_NAME),
 )
 USER_REGISTERED = _register(
     "UserRegistered",

@@ -26,10 +26,10 @@ def _maybe_day(value: Any) -> date | None:
 
 
 def _applied(d: dict[str, Any]) -> facts.Applied:
-    # contract-svc publishes no contractor name (no personal data leaves it, ADR 0013): until
-    # Applied carries one, the invoice is addressed to the tenant id.
+    # The contractor's legal name addresses the invoice; events published before the field
+    # existed fall back to the tenant id.
     return facts.Applied(
-        contractor_name=str(d["tenant_id"]),
+        contractor_name=str(d.get("contractor_name") or d["tenant_id"]),
         monthly_fee_per_id=int(d["plan"]["monthly_fee_per_id"]),
         id_count=int(d["plan"]["id_count"]),
         construction_fee=d.get("construction_fee"),

@@ -37,6 +37,7 @@ def _applied(e: Contract.Applied) -> dict[str, Any]:
         "terms_version": e.terms_version,
         "plan": {"monthly_fee_per_id": e.monthly_fee_per_id, "id_count": e.id_count},
         "construction_fee": e.construction_fee,
+        "contractor_name": e.contractor_name,
     }
 
 
@@ -63,9 +64,11 @@ CONTRACT_EVENTS: dict[type[Any], DataOf] = {
     ),
     Contract.TerminationTookEffect: _EFFECTIVE,
     Contract.NoticeCompleted: _fields("notice_for", "completed_at"),
-    Contract.ContractorSucceeded: _fields("cause", "tenant_id", "effective_date"),
-    Contract.TransferApproved: _fields("tenant_id", "effective_date"),
-    Contract.ContractorDetailsChanged: _EFFECTIVE,
+    Contract.ContractorSucceeded: _fields(
+        "cause", "tenant_id", "effective_date", "contractor_name"
+    ),
+    Contract.TransferApproved: _fields("tenant_id", "effective_date", "contractor_name"),
+    Contract.ContractorDetailsChanged: _fields("effective_date", "contractor_name"),
     # Art. 26(2): the only personal data published.
     Contract.UserRegistered: _fields("user_id", "name", "email", "consent_obtained_at"),
     Contract.UserRemoved: _fields("user_id"),
