@@ -184,49 +184,68 @@ class Relay:
         position = await get_position(pool, name)
         last_seq: int | None = None
         delay = self.settings.retry_delay_s
-        while not stop.is_set():
-            try:
-                if last_seq is None:
-                    await ensure_stream(
-                        js, stream_config(self.service, self.settings.duplicate_window_s)
+        batch = self.settings.batch_size
+        prefetch: Prefetch | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    if last_seq is None:
+                        await ensure_stream(
+                            js, stream_config(self.service, self.settings.duplicate_window_s)
+                        )
+                        last_seq, stream_position = await stream_tail(js, self.stream)
+                        position = max(position, stream_position)
+                    if self.until is not None and position >= self.until:
+                        return
+                    self._wake.clear()
+                    rows = await _next_rows(prefetch, pool, self.settings.table, position, batch)
+                    prefetch = None
+                    if not rows:
+                        RELAY_LAG.labels(self.service).set(0)
+                        # The leader's connection must stay alive, or another relay may lead.
+                        await lock_conn.execute("SELECT 1")
+                        await _wait_any(stop, self._wake, self.settings.poll_interval_s)
+                        continue
+                    pending, error = await self._send(js, rows, last_seq)
+                    if error is None:
+                        # Read the next batch while this one's acks are on their way.
+                        after = rows[-1].notification_id
+                        prefetch = (
+                            after,
+                            asyncio.ensure_future(
+                                read_log(pool, self.settings.table, after, batch)
+                            ),
+                        )
+                    reached, last_seq, ack_error = await self._acks(pending, position, last_seq)
+                    error = error or ack_error
+                    if reached > position:
+                        await advance_position(pool, name, reached)
+                        position = reached
+                        if self.on_progress is not None:
+                            self.on_progress(position)
+                    if error is not None:
+                        raise error
+                    delay = self.settings.retry_delay_s
+                    RELAY_LAG.labels(self.service).set(
+                        max(0, await log_head(pool, self.settings.table) - position)
                     )
-                    last_seq, stream_position = await stream_tail(js, self.stream)
-                    position = max(position, stream_position)
-                if self.until is not None and position >= self.until:
-                    return
-                self._wake.clear()
-                rows = await read_log(pool, self.settings.table, position, self.settings.batch_size)
-                if not rows:
-                    RELAY_LAG.labels(self.service).set(0)
-                    # The leader's connection must stay alive, or another relay may lead.
-                    await lock_conn.execute("SELECT 1")
-                    await _wait_any(stop, self._wake, self.settings.poll_interval_s)
-                    continue
-                reached, last_seq, error = await self._publish(js, rows, position, last_seq)
-                if reached > position:
-                    await advance_position(pool, name, reached)
-                    position = reached
-                    if self.on_progress is not None:
-                        self.on_progress(position)
-                if error is not None:
-                    raise error
-                delay = self.settings.retry_delay_s
-                RELAY_LAG.labels(self.service).set(
-                    max(0, await log_head(pool, self.settings.table) - position)
-                )
-            except (PublishError, nats.errors.Error, OSError, TimeoutError) as e:
-                log.warning("relay %s: %s; resuming from %d", self.service, e, position)
-                last_seq = None
-                await _wait(stop, delay)
-                delay = min(delay * 2, self.settings.max_retry_delay_s)
+                except (PublishError, nats.errors.Error, OSError, TimeoutError) as e:
+                    log.warning("relay %s: %s; resuming from %d", self.service, e, position)
+                    last_seq = None
+                    await _wait(stop, delay)
+                    delay = min(delay * 2, self.settings.max_retry_delay_s)
+        finally:
+            if prefetch is not None:
+                prefetch[1].cancel()
+                with contextlib.suppress(BaseException):
+                    await prefetch[1]
 
-    async def _publish(
-        self, js: JetStreamContext, rows: list[LogRow], position: int, last_seq: int
-    ) -> tuple[int, int, PublishError | None]:
-        """Publish rows pipelined; (last contiguous acked position, stream seq, error)."""
+    async def _send(
+        self, js: JetStreamContext, rows: list[LogRow], last_seq: int
+    ) -> tuple[list[tuple[int, asyncio.Future[Any] | None]], PublishError | None]:
+        """Publish rows without waiting: (position and ack future of each row sent, error)."""
         pending: list[tuple[int, asyncio.Future[Any] | None]] = []
         expected = last_seq
-        error: PublishError | None = None
         for row in rows:
             event = self.settings.translator(row)
             if event is None:
@@ -235,32 +254,38 @@ class Relay:
             headers = event.headers()
             headers[EXPECTED_LAST_SEQUENCE] = str(expected)
             try:
+                # No wait_stall: the client's window is twice a batch, so this never blocks,
+                # and not yielding here lets the client write the whole window in one go.
                 future = await js.publish_async(
-                    event.nats_subject,
-                    event.to_json(),
-                    headers=headers,
-                    wait_stall=self.settings.ack_timeout_s,
+                    event.nats_subject, event.to_json(), headers=headers
                 )
             except Exception as e:  # any failure ends the window; what was sent is awaited
-                error = PublishError(f"publish failed: {e!r}")
-                break
+                return pending, PublishError(f"publish failed: {e!r}")
             pending.append((row.notification_id, future))
             expected += 1
-        reached, published = position, 0
-        for i, (notification_id, maybe_future) in enumerate(pending):
+        return pending, None
+
+    async def _acks(
+        self, pending: list[tuple[int, asyncio.Future[Any] | None]], position: int, last_seq: int
+    ) -> tuple[int, int, PublishError | None]:
+        """Await the acks in order: (last contiguous acked position, stream seq, error)."""
+        futures = [f for _, f in pending if f is not None]
+        if futures:
+            await asyncio.wait(futures, timeout=self.settings.ack_timeout_s)
+        reached, published, error = position, 0, None
+        for notification_id, maybe_future in pending:
             if maybe_future is None:
                 reached = notification_id
                 continue
-            try:
-                ack = await asyncio.wait_for(maybe_future, self.settings.ack_timeout_s)
-            except Exception as e:
-                error = PublishError(f"no ack for position {notification_id}: {e!r}")
-                for _, later in pending[i + 1 :]:
-                    if later is not None:
-                        later.cancel()
+            failure = _failure(maybe_future)
+            if failure is not None:
+                error = PublishError(f"no ack for position {notification_id}: {failure}")
                 break
-            reached, last_seq = notification_id, int(ack.seq)
+            reached, last_seq = notification_id, int(maybe_future.result().seq)
             published += 1
+        for future in futures:
+            _failure(future)  # retrieved, so that asyncio does not log it as lost
+            future.cancel()  # the unacked rest: releases the client's window
         RELAY_PUBLISHED.labels(self.service).inc(published)
         return reached, last_seq, error
 
@@ -271,6 +296,33 @@ class Relay:
             target = await log_head(pool, self.settings.table)
         await Relay(self.settings, on_progress=self.on_progress, until=target).run(stop)
         return target
+
+
+Prefetch = tuple[int, "asyncio.Future[list[LogRow]]"]
+
+
+async def _next_rows(
+    prefetch: Prefetch | None, pool: asyncpg.Pool[Any], table: str, position: int, batch: int
+) -> list[LogRow]:
+    """The rows after `position`: the prefetched ones if read after exactly there, else now."""
+    if prefetch is not None:
+        after, future = prefetch
+        if after == position:
+            return await future
+        future.cancel()
+        with contextlib.suppress(BaseException):
+            await future
+    return await read_log(pool, table, position, batch)
+
+
+def _failure(future: asyncio.Future[Any]) -> str | None:
+    """Why a publish has no ack (None when it has one)."""
+    if not future.done():
+        return "timed out"
+    if future.cancelled():
+        return "cancelled"
+    e = future.exception()
+    return None if e is None else repr(e)
 
 
 async def rebuild_stream(
