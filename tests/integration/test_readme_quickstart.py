@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STARTED = "SmartID is running"
-START_TIMEOUT_S = 120.0
 
 
 def quickstart_block() -> str:
@@ -24,35 +17,6 @@ def quickstart_block() -> str:
     match = re.search(r"```sh\n(.*?)```", section, re.S)
     assert match, "the README's quickstart has no sh block"
     return match.group(1)
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Path]:
-    """`smartid run` with its data in tmp_path/var; yields the folder to run commands in."""
-    log = (tmp_path / "run.log").open("w+b")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "smartid_events.cli", "run", "--var-dir", str(tmp_path / "var")],
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while STARTED.encode() not in (tmp_path / "run.log").read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("smartid run did not start:\n" + (tmp_path / "run.log").read_text())
-            time.sleep(0.2)
-        yield tmp_path
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 @pytest.mark.integration
