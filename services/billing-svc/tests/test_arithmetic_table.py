@@ -11,6 +11,7 @@ from datetime import date
 import pytest
 
 from billing_svc.domain import facts, periods
+from billing_svc.domain.fee_schedule import FeeSchedule
 from billing_svc.domain.interest import Payment, late_interest
 from billing_svc.domain.tax import consumption_tax
 
@@ -25,9 +26,14 @@ def fees(start: date, period: str, end: date | None = None, fee: int = 1000, ids
 
 def fees_with_changes(period: str, *changes: facts.ContractFact) -> int:
     account = an_account(start=D(2026, 1, 1))
+    schedule = FeeSchedule()
     for change in changes:
-        account.record(change)
-    return account.tariff.fee_total(period)
+        # Art. 12(2): fee changes are service-wide, kept on the fee schedule.
+        if isinstance(change, facts.FeeChanged):
+            schedule.record(change)
+        else:
+            account.record(change)
+    return account.tariff_under(schedule).fee_total(period)
 
 
 def first_invoice_total(*story: facts.ContractFact, construction_fee: int | None = None) -> int:

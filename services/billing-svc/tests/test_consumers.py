@@ -82,7 +82,48 @@ CID = str(uuid.UUID(int=1))
 @pytest.mark.parametrize(
     ("event", "fact"),
     [
-        (applied(CID), facts.Applied(TENANT, 1000, 10, None, tenant_id=TENANT)),
+        # Recorded 2026-05-01T00:00Z = 09:00 JST the same day: applied on 2026-05-01.
+        (
+            applied(CID),
+            facts.Applied(TENANT, 1000, 10, None, tenant_id=TENANT, applied_on=D(2026, 5, 1)),
+        ),
+        (
+            contract_event(
+                "Applied",
+                CID,
+                1,
+                tenant_id=TENANT,
+                terms_version="2026-04",
+                plan=PLAN,
+                construction_fee=None,
+                contractor_name="株式会社テスト",
+            ),
+            facts.Applied(
+                "株式会社テスト", 1000, 10, None, tenant_id=TENANT, applied_on=D(2026, 5, 1)
+            ),
+        ),
+        (
+            contract_event(
+                "ContractorSucceeded",
+                CID,
+                9,
+                cause="split",
+                tenant_id="tenant-s",
+                effective_date="2026-08-01",
+                contractor_name="承継株式会社",
+            ),
+            facts.TenantChanged("tenant-s", D(2026, 8, 1), "承継株式会社"),
+        ),
+        (
+            contract_event(
+                "ContractorDetailsChanged",
+                CID,
+                14,
+                effective_date="2026-07-01",
+                contractor_name="新商号株式会社",
+            ),
+            facts.ContractorRenamed("新商号株式会社", D(2026, 7, 1)),
+        ),
         (approved(CID), facts.Approved(D(2026, 5, 1))),
         (
             contract_event("IdCountChanged", CID, 3, id_count=12, effective_date="2026-06-10"),
@@ -181,7 +222,15 @@ async def test_each_billable_contract_event_becomes_its_fact(
 
 
 @pytest.mark.parametrize(
-    "name", ["UserRegistered", "NoticeCompleted", "SuspensionTookEffect", "TermsPublished"]
+    "name",
+    [
+        "UserRegistered",
+        "NoticeCompleted",
+        "SuspensionTookEffect",
+        "TermsPublished",
+        # Without a name (an address change) or with an erased one, nothing billed changes.
+        "ContractorDetailsChanged",
+    ],
 )
 async def test_events_that_change_nothing_billed_become_no_fact(name: str) -> None:
     assert to_fact(contract_event(name, CID, 1)) is None
@@ -226,7 +275,7 @@ async def test_an_event_billing_ignores_still_advances_the_position(billing: Bil
     assert billing.already_handled(Tracking(name, 7))
 
 
-async def test_a_service_wide_fee_change_reaches_every_open_account_once(
+async def test_a_service_wide_fee_change_is_recorded_once_and_reaches_every_account(
     billing: Billing,
 ) -> None:
     tracker = EventSourcedTracker(billing)
@@ -244,10 +293,14 @@ async def test_a_service_wide_fee_change_reaches_every_open_account_once(
         notice_required=True,
     )
     assert await tracker.apply("p00", 9, fee_changed, handler)
-    assert billing.record_fee_change(facts.FeeChanged(1200, D(2026, 10, 1))) == 0
+    assert await tracker.apply("p00", 9, fee_changed, handler) is False  # redelivered
+    schedule = billing.fee_schedule()
+    assert schedule is not None and len(schedule.changes) == 1
+    assert billing.already_handled(Tracking("p00", 9))
     for cid in ("c-1", "c-2"):
-        assert account_of(billing, cid).tariff.monthly_fee_on(D(2026, 10, 1)) == 1200 * 10
-        assert account_of(billing, cid).tariff.monthly_fee_on(D(2026, 9, 30)) == FEE * 10
+        tariff = account_of(billing, cid).tariff_under(schedule)
+        assert tariff.monthly_fee_on(D(2026, 10, 1)) == 1200 * 10
+        assert tariff.monthly_fee_on(D(2026, 9, 30)) == FEE * 10
 
 
 # The consumer: ack, skip, park ---------------------------------------------------------------

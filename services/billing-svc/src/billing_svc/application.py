@@ -27,6 +27,7 @@ from billing_svc.domain.errors import (
     InvoiceNotFoundError,
     PeriodNotOverError,
 )
+from billing_svc.domain.fee_schedule import FEE_SCHEDULE_ID, FeeSchedule
 from billing_svc.domain.invoice import Invoice
 from billing_svc.domain.liability import LiabilityCap, liability_cap
 from billing_svc.issuer import Issuer
@@ -102,6 +103,9 @@ class Billing(Application[UUID]):
         self, contract_id: str, fact: facts.ContractFact, tracking: Tracking | None = None
     ) -> None:
         """Apply one contract fact; a fact already handled (by its tracking) changes nothing."""
+        if isinstance(fact, facts.FeeChanged):
+            self.record_fee_change(fact, tracking)
+            return
         if tracking is not None and self.already_handled(tracking):
             return
         if isinstance(fact, facts.Applied):
@@ -114,32 +118,26 @@ class Billing(Application[UUID]):
             account.record(fact)
         self._save(account, tracking=tracking)
 
-    def record_fee_change(
-        self, fact: facts.FeeChanged, tracking: Tracking | None = None, batch_size: int = 500
-    ) -> int:
-        """Art. 12(2): a service-wide fee change reaches every open account; returns how many.
+    def record_fee_change(self, fact: facts.FeeChanged, tracking: Tracking | None = None) -> None:
+        """Art. 12(2): record a service-wide fee change on the fee schedule, with its tracking.
 
-        Batches are saved one by one and the tracking goes with the last, so a crash in
-        between repeats the change, which the accounts that already have it ignore."""
+        No account is touched: each derives its fees from the schedule when it is billed, so a
+        contract whose events arrive after the change (another partition) still gets it, and
+        a change effective in an invoiced month is adjusted on the account's next invoice."""
         if tracking is not None and self.already_handled(tracking):
-            return 0
-        ids = list(self._account_ids())
-        changed = 0
-        for offset in range(0, len(ids), batch_size):
-            accounts = [
-                a
-                for a in self._loader.load(ids[offset : offset + batch_size]).values()
-                if isinstance(a, Account) and not a.closed
-            ]
-            for account in accounts:
-                account.record(fact)
-            touched = [a for a in accounts if a.pending_events]
-            changed += len(touched)
-            last = offset + batch_size >= len(ids)
-            self._save(*touched, tracking=tracking if last else None)
-        if not ids and tracking is not None:
-            self._save(tracking=tracking)
-        return changed
+            return
+        schedule = self.fee_schedule() or FeeSchedule()
+        schedule.record(fact)
+        self._save(schedule, tracking=tracking)
+
+    def fee_schedule(self) -> FeeSchedule | None:
+        """The service-wide fee changes recorded so far; None before the first one."""
+        try:
+            schedule: object = self.repository.get(FEE_SCHEDULE_ID)
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(schedule, FeeSchedule)
+        return schedule
 
     # Billing runs -----------------------------------------------------------------------------
 
@@ -161,6 +159,9 @@ class Billing(Application[UUID]):
                 f"{period} is invoiced from {periods.following(period)}-01 on, not {issued_on}"
             )
         account_ids = list(self._account_ids())
+        # Loaded once: a fee change recorded during the run reaches the accounts billed with
+        # the old schedule on their next invoice (they remember how much of it they saw).
+        schedule = self.fee_schedule()
         batches = [
             account_ids[offset : offset + batch_size]
             for offset in range(0, len(account_ids), batch_size)
@@ -176,21 +177,26 @@ class Billing(Application[UUID]):
                 loaded = upcoming.result()
                 if index + 1 < len(batches):
                     upcoming = pool.submit(self._loader.load, batches[index + 1])
-                issued.extend(self._bill_batch(batch, period, issued_on, loaded))
+                issued.extend(self._bill_batch(batch, period, issued_on, loaded, schedule))
                 done += len(batch)
                 if progress is not None:
                     progress(RunProgress(period, done, len(account_ids), len(issued)))
         return RunReport(period, len(account_ids), len(issued), issued)
 
     def _bill_batch(
-        self, ids: list[UUID], period: str, issued_on: date, loaded: dict[UUID, Aggregate]
+        self,
+        ids: list[UUID],
+        period: str,
+        issued_on: date,
+        loaded: dict[UUID, Aggregate],
+        schedule: FeeSchedule | None,
     ) -> list[UUID]:
         for _attempt in range(MAX_BATCH_RETRIES):
             changed: list[Aggregate] = []
             invoices: list[UUID] = []
             for account in loaded.values():
                 assert isinstance(account, Account)
-                invoice = account.bill(period, issued_on)
+                invoice = account.bill(period, issued_on, schedule)
                 if invoice is not None:
                     changed.extend((account, invoice))
                     invoices.append(invoice.id)
@@ -261,7 +267,8 @@ class Billing(Application[UUID]):
 
     def liability_cap(self, contract_id: str, period: str) -> LiabilityCap:
         periods.parse(period)
-        return liability_cap(contract_id, self._account(contract_id).tariff, period)
+        tariff = self._account(contract_id).tariff_under(self.fee_schedule())
+        return liability_cap(contract_id, tariff, period)
 
     def invoice_pdf(self, invoice_id: UUID, as_of: date | None = None) -> bytes:
         from billing_svc.pdf import render_invoice

@@ -13,11 +13,14 @@ from billing_svc.domain.errors import (
     InvalidSurchargeError,
     SurchargeNotAssessableError,
 )
+from billing_svc.domain.fee_schedule import FeeSchedule
 from billing_svc.domain.invoice import Invoice, figure
 from billing_svc.domain.lines import Line, LineKind
-from billing_svc.domain.proration import Step, Tariff
+from billing_svc.domain.proration import Tariff
 
 ACCOUNT_NAMESPACE = uuid.UUID("0b5c3f52-8d7e-4f0e-b6a4-2f4e5d9c1a77")
+# What contract-svc publishes as a contractor's name once the contract's data is erased.
+ERASED = "[erased]"
 
 
 class Account(Aggregate):
@@ -36,10 +39,13 @@ class Account(Aggregate):
         id_count: int,
         construction_fee: int,
         tenant_id: str | None = None,
+        applied_on: date | None = None,
     ) -> None:
         self.contract_id = contract_id
         self.tenant_id = tenant_id
-        self.recipient_name = recipient_name
+        self.applied_on = applied_on
+        # The invoice addressee over time: (effective date, legal name), sorted.
+        self.recipients: list[tuple[date, str]] = [(date.min, recipient_name)]
         self.tariff = Tariff()
         self.tariff.set_fee(date.min, monthly_fee_per_id)
         self.tariff.set_id_count(date.min, id_count)
@@ -56,6 +62,8 @@ class Account(Aggregate):
         self.dirty_from: str | None = None
         self.credit = 0
         self.invoice_ids: list[uuid.UUID] = []
+        # How many of the fee schedule's changes the last invoice was computed with.
+        self.fee_changes_seen = 0
 
     @classmethod
     def open(cls, contract_id: str, applied: facts.Applied) -> Account:
@@ -69,7 +77,21 @@ class Account(Aggregate):
             id_count=applied.id_count,
             construction_fee=applied.construction_fee or 0,
             tenant_id=applied.tenant_id,
+            applied_on=applied.applied_on,
         )
+
+    @property
+    def recipient_name(self) -> str:
+        return self.recipients[-1][1]
+
+    def recipient_on(self, day: date) -> str:
+        """The addressee of an invoice issued on `day`: the name in effect that day."""
+        name = self.recipients[0][1]
+        for effective, candidate in self.recipients:
+            if effective > day:
+                break
+            name = candidate
+        return name
 
     # Contract facts ---------------------------------------------------------------------------
 
@@ -81,12 +103,11 @@ class Account(Aggregate):
             case facts.IdCountChanged(id_count=count, effective_date=day):
                 _require_non_negative(count, "id_count")
                 self._id_count_recorded(count, day)
-            case facts.FeeChanged(monthly_fee_per_id=fee, effective_date=day):
-                _require_non_negative(fee, "monthly_fee_per_id")
-                # Art. 12(2): a fee change takes effect on the notified effective date. A
-                # service-wide change reaches accounts in batches: a repeated one records nothing.
-                if Step(day, fee) not in self.tariff.fee_steps:
-                    self._fee_recorded(fee, day)
+            case facts.FeeChanged():
+                # Art. 12(2): service-wide; kept once in the FeeSchedule, never per account.
+                raise InvalidFactError(
+                    "a fee change is service-wide: record it on the fee schedule", article="12(2)"
+                )
             case facts.Terminated(effective_date=day) | facts.ApprovalRevoked(effective_date=day):
                 # Art. 13(1): fees accrue through the end date, the last day of service.
                 self._charging_ended(day)
@@ -100,10 +121,15 @@ class Account(Aggregate):
                     self._construction_started()
             case facts.ConstructionCancelled():
                 self._cancel_construction_if_not_started()
-            case facts.TenantChanged(tenant_id=tenant):
+            case facts.TenantChanged(tenant_id=tenant, contractor_name=name, effective_date=day):
                 # Arts. 5-6: the successor or transferee takes over the contract and its invoices.
                 if tenant != self.tenant_id:
                     self._tenant_changed(tenant)
+                if name is not None:
+                    self._readdress(name, day)
+            case facts.ContractorRenamed(contractor_name=name, effective_date=day):
+                # Art. 23(8): the reported new name addresses invoices from its effective date.
+                self._readdress(name, day)
             case facts.Suspended() | facts.Resumed():
                 pass  # Art. 13(2): fees accrue during suspension; the month is not split.
             case facts.Applied():
@@ -120,6 +146,18 @@ class Account(Aggregate):
     def _tenant_changed(self, tenant_id: str) -> None:
         self.tenant_id = tenant_id
 
+    def _readdress(self, name: str, effective_date: date) -> None:
+        # A qualified invoice names its recipient; an erased name never replaces a real one.
+        if name and name != ERASED and (effective_date, name) not in self.recipients:
+            self._recipient_changed(name, effective_date)
+
+    @event("RecipientChanged")
+    def _recipient_changed(self, recipient_name: str, effective_date: date) -> None:
+        kept = [r for r in self.recipients if r[0] != effective_date]
+        kept.append((effective_date, recipient_name))
+        kept.sort(key=lambda r: r[0])
+        self.recipients = kept
+
     @event("ChargingStarted")
     def _charging_started(self, start_date: date) -> None:
         self.tariff.start = start_date
@@ -130,6 +168,7 @@ class Account(Aggregate):
         self.tariff.set_id_count(effective_date, id_count)
         self._mark_dirty(effective_date)
 
+    # Events recorded before the fee schedule existed (ADR 0016) still replay.
     @event("FeeRecorded")
     def _fee_recorded(self, monthly_fee_per_id: int, effective_date: date) -> None:
         self.tariff.set_fee(effective_date, monthly_fee_per_id)
@@ -214,14 +253,33 @@ class Account(Aggregate):
     def is_invoiced(self, period: str) -> bool:
         return self.invoiced_through is not None and self.invoiced_through >= period
 
-    def bill(self, period: str, issued_on: date) -> Invoice | None:
-        """Issue the invoice for `period`, or None when it is already issued or nothing is owed."""
+    def tariff_under(self, schedule: FeeSchedule | None) -> Tariff:
+        """The contract's tariff with the service-wide fee changes that apply to it (Art. 12)."""
+        if schedule is None or not schedule.changes:
+            return self.tariff
+        return self.tariff.with_fee_steps(schedule.steps_for(self.applied_on))
+
+    def bill(
+        self, period: str, issued_on: date, schedule: FeeSchedule | None = None
+    ) -> Invoice | None:
+        """Issue the invoice for `period`, or None when it is already issued or nothing is owed.
+
+        `schedule` holds the service-wide fee changes; those recorded since the last invoice
+        and effective in an invoiced month are settled here by adjustment lines."""
         start = self.tariff.start
         if self.closed or start is None or self.is_invoiced(period):
             return None
         if period < periods.of(start):
             return None
-        lines, billed, adjustments = self._fee_lines(period, start)
+        seen = len(schedule.changes) if schedule is not None else 0
+        dirty_from = self.dirty_from
+        if schedule is not None and seen > self.fee_changes_seen and self.invoiced_through:
+            for day in schedule.effective_dates_since(self.fee_changes_seen, self.applied_on):
+                month = periods.of(day)
+                if month <= self.invoiced_through:
+                    dirty_from = month if dirty_from is None else min(dirty_from, month)
+        tariff = self.tariff_under(schedule)
+        lines, billed, adjustments = self._fee_lines(period, start, tariff, dirty_from)
         lines.extend(self.pending)
         if not lines:
             return None
@@ -231,7 +289,7 @@ class Account(Aggregate):
             period=period,
             issued_on=issued_on,
             due_date=periods.due_date(period),
-            recipient_name=self.recipient_name,
+            recipient_name=self.recipient_on(issued_on),
             lines=[line.to_dict() for line in lines],
             subtotal=amounts.subtotal,
             tax=amounts.tax,
@@ -246,7 +304,13 @@ class Account(Aggregate):
                 self._construction_fee_credited(self.contract_id, invoice.id, -line.amount)
         for adjusted_period, amount in adjustments:
             self._adjustment_issued(self.contract_id, invoice.id, adjusted_period, amount)
-        self._invoiced(period, invoice.id, billed, amounts.credit_carried_forward)
+        self._invoiced(
+            period,
+            invoice.id,
+            billed,
+            amounts.credit_carried_forward,
+            max(seen, self.fee_changes_seen),
+        )
         if amounts.credit_carried_forward > 0:
             carried = amounts.credit_carried_forward
             self._credit_carried(
@@ -255,18 +319,18 @@ class Account(Aggregate):
         return invoice
 
     def _fee_lines(
-        self, period: str, start: date
+        self, period: str, start: date, tariff: Tariff, dirty_from: str | None
     ) -> tuple[list[Line], dict[str, int], list[tuple[str, int]]]:
         first = periods.of(start)
         if self.invoiced_through is not None:
             first = max(first, periods.following(self.invoiced_through))
-        if self.dirty_from is not None:
-            first = min(first, max(self.dirty_from, periods.of(start)))
+        if dirty_from is not None:
+            first = min(first, max(dirty_from, periods.of(start)))
         lines: list[Line] = []
         billed: dict[str, int] = {}
         adjustments: list[tuple[str, int]] = []
         for month in periods.between(first, period):
-            month_lines = self.tariff.fee_lines(month)
+            month_lines = tariff.fee_lines(month)
             expected = sum(line.amount for line in month_lines)
             if month in self.billed:
                 difference = expected - self.billed[month]
@@ -299,7 +363,12 @@ class Account(Aggregate):
 
     @event("Invoiced")
     def _invoiced(
-        self, period: str, invoice_id: uuid.UUID, billed: dict[str, int], credit_balance: int
+        self,
+        period: str,
+        invoice_id: uuid.UUID,
+        billed: dict[str, int],
+        credit_balance: int,
+        fee_changes_seen: int = 0,
     ) -> None:
         self.billed.update(billed)
         self.invoiced_through = period
@@ -307,6 +376,7 @@ class Account(Aggregate):
         self.pending = []
         self.credit = credit_balance
         self.invoice_ids.append(invoice_id)
+        self.fee_changes_seen = fee_changes_seen
 
 
 def _require_non_negative(value: int, field: str) -> None:

@@ -13,6 +13,9 @@ class Applied:
     id_count: int
     construction_fee: int | None = None
     tenant_id: str | None = None  # the contractor account whose tokens may see the invoices
+    # The day contract-svc recorded the application (JST): the plan's fee was agreed then, so
+    # only fee changes effective after it override the plan (Art. 12). None: before every change.
+    applied_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,15 @@ class TenantChanged:
     """Art. 5 succession or Art. 6 approved transfer: the contract now belongs to `tenant_id`."""
 
     tenant_id: str
+    effective_date: date
+    contractor_name: str | None = None  # the successor's or transferee's legal name, if sent
+
+
+@dataclass(frozen=True)
+class ContractorRenamed:
+    """Art. 23(8): the contractor's (legal) name changed from `effective_date` on."""
+
+    contractor_name: str
     effective_date: date
 
 
@@ -36,6 +48,8 @@ class IdCountChanged:
 
 @dataclass(frozen=True)
 class FeeChanged:
+    """Art. 12(2): service-wide, the monthly fee per ID from `effective_date` on, after notice."""
+
     monthly_fee_per_id: int
     effective_date: date
 
@@ -78,6 +92,7 @@ class ConstructionCancelled:
 ContractFact = (
     Applied
     | TenantChanged
+    | ContractorRenamed
     | Approved
     | IdCountChanged
     | FeeChanged

@@ -60,6 +60,16 @@ class Tariff:
     def set_id_count(self, effective: date, value: int) -> None:
         _set_step(self.id_steps, Step(effective, value))
 
+    def with_fee_steps(self, steps: list[Step]) -> Tariff:
+        """This tariff with `steps` overriding its own fee from each one's effective date."""
+        if not steps:
+            return self
+        fees = {s.effective: s for s in self.fee_steps}
+        fees.update((s.effective, s) for s in steps)
+        return Tariff(
+            sorted(fees.values(), key=lambda s: s.effective), self.id_steps, self.start, self.end
+        )
+
     def segments(self, period: str) -> list[Segment]:
         """The month's service split wherever the fee or the ID count changes."""
         if self.start is None:
