@@ -16,6 +16,7 @@ from contract_builders import TERMS
 from eventsourcing.domain import BaseAggregate
 
 from contract_svc.application import Contracts
+from contract_svc.domain import ERASED, Contractor, Plan
 from contract_svc.main import create_app
 from contract_svc.settings import ContractSettings
 from smartid_events.auth import SCOPES, mint_token
@@ -231,3 +232,45 @@ async def test_a_domain_error_in_a_batch_fails_only_its_own_command(
         "UserRegistered",
         "UserRegistered",
     ]
+
+
+async def test_a_contract_whose_snapshot_is_sealed_with_a_destroyed_key_fails_no_other_command(
+    client: httpx.AsyncClient,
+) -> None:
+    contracts = contracts_of(client)
+    others = [UUID(await an_active_contract(client)) for _ in range(2)]
+    erased = contracts.apply(
+        tenant_id="tenant-erased",
+        contractor=Contractor(name="株式会社消去", address="東京", email="gone@example.jp"),
+        plan=Plan(300, 5),
+        terms_version=TERMS,
+        agreed_to_terms=True,
+    ).id
+    contracts.reject(erased, "art4.3.4", "本人確認書類なし")
+    # An erasure whose event reached a snapshot interval: the snapshot at its version was
+    # sealed with the key the erasure then destroyed.
+    contracts.execute(contracts.commands.erase_personal_data(erased))
+    contracts.take_snapshot(erased)
+    contracts.key_store.destroy(erased)
+    committer = contracts.committer
+    assert committer is not None
+    gate = Gate(committer)
+    held = await gate.close()
+    today = contracts.today()
+    commands = [
+        asyncio.ensure_future(
+            contracts.execute_async(contracts.commands.take_effect(erased, today))
+        ),
+        *(
+            asyncio.ensure_future(
+                contracts.execute_async(contracts.commands.change_id_count(c, 9, date(2026, 8, 1)))
+            )
+            for c in others
+        ),
+    ]
+    await gate.open_when_queued(3)
+    outcomes = await asyncio.gather(*commands, return_exceptions=True)
+    await held
+    assert [getattr(o, "version", o) for o in outcomes[1:]] == [3, 3]
+    assert outcomes[0] == []
+    assert contracts.get(erased).contractor.name == ERASED

@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
@@ -40,6 +40,20 @@ class StaleVersionError(IntegrityError):
         self.aggregate_id = aggregate_id
         self.expected = expected
         self.actual = actual
+
+
+class UnreadableSnapshotError(Exception):
+    """A mapper cannot read this snapshot (e.g. it was sealed with a destroyed key).
+
+    Loaders then rebuild the aggregate from its events instead.
+    """
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A mapper that can prepare, in one go, for decoding many stored events (e.g. their keys)."""
+
+    def prefetch(self, stored_events: Iterable[StoredEvent]) -> None: ...
 
 
 class CommitterClosedError(RuntimeError):
@@ -152,14 +166,23 @@ class _Ticket:
 
 
 class _Working:
-    """The batch's state of one aggregate: what was loaded and what commands have added."""
+    """The batch's state of one aggregate: what was loaded and what commands have added.
 
-    __slots__ = ("accepted", "aggregate", "base")
+    `error` is why it could not be loaded: its commands fail with it, the batch's others go on.
+    """
 
-    def __init__(self, base: list[Event]) -> None:
+    __slots__ = ("accepted", "aggregate", "base", "error")
+
+    def __init__(self, base: list[Event], error: Exception | None = None) -> None:
         self.base = base
         self.accepted: list[Event] = []
-        self.aggregate = _project(base)
+        self.error = error
+        self.aggregate: AnyAggregate | None = None
+        if error is None:
+            try:
+                self.aggregate = _project(base)
+            except Exception as projecting:
+                self.error = projecting
 
     def rebuild(self) -> None:
         # A failed command may have mutated the object and left pending events on it: replay
@@ -329,6 +352,9 @@ class GroupCommitter:
             command = ticket.command
             state = None if command.aggregate_id is None else working[command.aggregate_id]
             aggregate = None if state is None else state.aggregate
+            if state is not None and state.error is not None:
+                ticket.result, ticket.error = None, state.error
+                continue
             applied = False
             try:
                 if command.expected_version is not None:
@@ -431,36 +457,66 @@ class _Loader:
                 )
 
     def load(self, ids: set[UUID]) -> dict[UUID, _Working]:
+        """Each aggregate's latest readable snapshot and later events, decoded.
+
+        An unreadable snapshot is skipped (the aggregate is replayed from its events); an
+        aggregate that cannot be decoded at all fails only the commands naming it.
+        """
         if not ids:
             return {}
-        to_domain = self.app.mapper.to_domain_event
         if self._events_sql is None or (
             self.app.snapshots is not None and self._snapshots_sql is None
         ):
-            return {i: _Working(self._load_one(i)) for i in ids}
+            return {i: self._load_one(i) for i in ids}
         id_list = list(ids)
-        loaded: dict[UUID, list[Event]] = {i: [] for i in id_list}
         with self._datastore.get_connection() as conn, conn.cursor() as curs:
-            gts = [0] * len(id_list)
+            snapshots: dict[UUID, StoredEvent] = {}
             if self._snapshots_sql is not None:
                 curs.execute(self._snapshots_sql, (id_list,), prepare=True)
-                position = {i: n for n, i in enumerate(id_list)}
-                for row in curs.fetchall():
-                    snapshot = to_domain(_stored(row))
-                    loaded[row["originator_id"]].append(snapshot)
-                    gts[position[row["originator_id"]]] = row["originator_version"]
+                snapshots = {row["originator_id"]: _stored(row) for row in curs.fetchall()}
+            gts = [snapshots[i].originator_version if i in snapshots else 0 for i in id_list]
             curs.execute(self._events_sql, (id_list, gts), prepare=True)
-            for row in curs.fetchall():
-                loaded[row["originator_id"]].append(to_domain(_stored(row)))
-        return {i: _Working(events) for i, events in loaded.items()}
+            events = [_stored(row) for row in curs.fetchall()]
+            mapper = self.app.mapper
+            if isinstance(mapper, Prefetching):
+                mapper.prefetch([*snapshots.values(), *events])
+            loaded: dict[UUID, list[Event]] = {i: [] for i in id_list}
+            unreadable: list[UUID] = []
+            for aggregate_id, snapshot in snapshots.items():
+                try:
+                    loaded[aggregate_id].append(mapper.to_domain_event(snapshot))
+                except UnreadableSnapshotError:
+                    unreadable.append(aggregate_id)
+            if unreadable:
+                # Their snapshots' versions bounded the query above: read their whole history.
+                curs.execute(self._events_sql, (unreadable, [0] * len(unreadable)), prepare=True)
+                replayed: dict[UUID, list[StoredEvent]] = {i: [] for i in unreadable}
+                for row in curs.fetchall():
+                    replayed[row["originator_id"]].append(_stored(row))
+                events = [e for e in events if e.originator_id not in replayed]
+                events += [e for history in replayed.values() for e in history]
+        failed: dict[UUID, Exception] = {}
+        for stored in events:
+            aggregate_id = cast(UUID, stored.originator_id)
+            if aggregate_id in failed:
+                continue
+            try:
+                loaded[aggregate_id].append(mapper.to_domain_event(stored))
+            except Exception as error:  # this aggregate's commands fail with it, not the batch
+                failed[aggregate_id] = error
+        return {i: _Working(events, failed.get(i)) for i, events in loaded.items()}
 
-    def _load_one(self, aggregate_id: UUID) -> list[Event]:
+    def _load_one(self, aggregate_id: UUID) -> _Working:
         app = self.app
-        snapshots: list[Event] = []
-        if app.snapshots is not None:
-            snapshots = list(app.snapshots.get(aggregate_id, desc=True, limit=1))
-        gt = snapshots[0].originator_version if snapshots else None
-        return [*snapshots, *app.events.get(aggregate_id, gt=gt)]
+        try:
+            snapshots: list[Event] = []
+            if app.snapshots is not None:
+                with contextlib.suppress(UnreadableSnapshotError):
+                    snapshots = list(app.snapshots.get(aggregate_id, desc=True, limit=1))
+            gt = snapshots[0].originator_version if snapshots else None
+            return _Working([*snapshots, *app.events.get(aggregate_id, gt=gt)])
+        except Exception as error:  # this aggregate's commands fail with it, not the batch
+            return _Working([], error)
 
     def select_stored(self, ids: set[UUID]) -> dict[tuple[UUID, int], StoredEvent]:
         recorder = self.app.recorder

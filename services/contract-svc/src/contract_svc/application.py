@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from eventsourcing.application import (
     AggregateNotFoundError,
@@ -83,6 +83,17 @@ class Discontinuation:
     refused: dict[UUID, ContractRuleError] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class NewContract(Command[R]):
+    """A command that creates contract `contract_id`.
+
+    Its key is made before the command is submitted, so that sealing the contract's first
+    event on the committer's writer thread finds it cached (ADR 0015).
+    """
+
+    contract_id: UUID = field(kw_only=True)
+
+
 class ErasureAwareRepository(Repository[UUID]):
     """Rebuilds from events when a snapshot is sealed with a destroyed key."""
 
@@ -126,6 +137,8 @@ class ContractCommands:
         agreed_to_terms: bool,
         construction_fee: int | None = None,
     ) -> Command[Contract]:
+        contract_id = uuid4()
+
         # Named after the service aggregate: the published terms arrive with the batch's load.
         def apply(service: object) -> tuple[Sequence[Aggregate], Contract]:
             contract = Contract.apply(
@@ -136,10 +149,11 @@ class ContractCommands:
                 terms_version=terms_version,
                 agreed_to_terms=agreed_to_terms,
                 published_terms=service.terms if isinstance(service, Service) else (),
+                contract_id=contract_id,
             )
             return [contract], _detached(contract)
 
-        return Command(SERVICE_ID, apply)
+        return NewContract(SERVICE_ID, apply, contract_id=contract_id)
 
     def approve(
         self, contract_id: UUID, start_date: date, *, expected_version: int | None = None
@@ -729,6 +743,8 @@ class Contracts(Application[UUID]):
         is applied again (no update is lost), one with an expected version then fails with
         `StaleVersionError`, since its `apply` checks the version it is given.
         """
+        if isinstance(command, NewContract):
+            self.key_store.create(command.contract_id)
         for _attempt in range(MAX_ATTEMPTS):
             if self.committer is not None:
                 try:
@@ -745,6 +761,9 @@ class Contracts(Application[UUID]):
         """`execute` for a coroutine: awaits the committer, or runs `execute` in a thread."""
         if self.committer is None:
             return await asyncio.to_thread(self.execute, command)
+        if isinstance(command, NewContract):
+            # Off the writer thread, and off the event loop: the key store is synchronous.
+            await asyncio.to_thread(self.key_store.create, command.contract_id)
         for _attempt in range(MAX_ATTEMPTS):
             try:
                 return await self.committer.submit_async(command)

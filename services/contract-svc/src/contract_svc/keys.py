@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
 from psycopg_pool import ConnectionPool
 
 KEY_BYTES = 32  # AES-256-GCM
+CACHE_SIZE = 100_000  # ~15 MB of keys
+ERASURE_CHECK_S = 1.0  # how long another process's erasure may go unnoticed (ADR 0015)
+# Erasures are looked for from this long before the last check, so that one whose transaction
+# took its timestamp before that check but committed after it is still seen.
+ERASURE_OVERLAP = timedelta(seconds=60)
 
 CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS contract_keys (
@@ -17,17 +25,30 @@ CREATE TABLE IF NOT EXISTS contract_keys (
     key bytea,
     created_at timestamptz NOT NULL DEFAULT now(),
     erased_at timestamptz
-)
+);
+CREATE INDEX IF NOT EXISTS contract_keys_erased_at ON contract_keys (erased_at)
+    WHERE erased_at IS NOT NULL
 """
 
 
 class KeyStore(Protocol):
+    def create(self, contract_id: UUID) -> bytes | None:
+        """Make the contract's key now, before its first event is sealed; None if destroyed.
+
+        Idempotent: concurrent or repeated calls all get the one key that was stored.
+        """
+        ...
+
     def key_for(self, contract_id: UUID) -> bytes | None:
         """The contract's key, created on first use; None once it was destroyed."""
         ...
 
     def existing_key(self, contract_id: UUID) -> bytes | None:
         """The contract's key if it exists and was not destroyed."""
+        ...
+
+    def prefetch(self, contract_ids: Collection[UUID]) -> None:
+        """Load these contracts' keys in one go, so that the lookups that follow are cheap."""
         ...
 
     def destroy(self, contract_id: UUID) -> None:
@@ -40,6 +61,9 @@ class InMemoryKeyStore:
         self._keys: dict[UUID, bytes | None] = {}
         self._lock = threading.Lock()
 
+    def create(self, contract_id: UUID) -> bytes | None:
+        return self.key_for(contract_id)
+
     def key_for(self, contract_id: UUID) -> bytes | None:
         with self._lock:
             if contract_id not in self._keys:
@@ -50,45 +74,131 @@ class InMemoryKeyStore:
         with self._lock:
             return self._keys.get(contract_id)
 
+    def prefetch(self, contract_ids: Collection[UUID]) -> None:
+        pass
+
     def destroy(self, contract_id: UUID) -> None:
         with self._lock:
             self._keys[contract_id] = None
 
 
 class PostgresKeyStore:
-    """Keys in the `contract_keys` table of the service's database (not the events table)."""
+    """Keys in the `contract_keys` table of the service's database (not the events table).
 
-    def __init__(self, conninfo: str, *, max_size: int = 4) -> None:
+    Keys and tombstones are cached in this process. `destroy` puts a tombstone in the cache at
+    once; destructions by other processes are picked up by asking, at most every
+    `erasure_check_s`, which keys were destroyed lately (ADR 0015): a cached key is never
+    served longer than that after another process destroyed it.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        max_size: int = 8,
+        cache_size: int = CACHE_SIZE,
+        erasure_check_s: float = ERASURE_CHECK_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pool = ConnectionPool(conninfo, min_size=1, max_size=max_size, open=True)
+        self._cache: dict[UUID, bytes | None] = {}
+        self._cache_size = cache_size
+        self._erasure_check_s = erasure_check_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.queries = 0  # round trips to the database, for tests and benchmarks
+        self._checked_at = self._clock()
         with self._pool.connection() as conn:
             conn.execute(CREATE_TABLE)
+            started: datetime = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        self._erased_since = started
+
+    def create(self, contract_id: UUID) -> bytes | None:
+        self._check_erasures()
+        if contract_id in self._cache:
+            return self._cache[contract_id]
+        with self._pool.connection() as conn:
+            for _attempt in range(3):
+                self.queries += 1
+                # The row this call inserted, or the one already there. A row a concurrent
+                # call committed while this statement waited on it is not in the statement's
+                # snapshot: the next attempt sees it.
+                row = conn.execute(
+                    "WITH new AS (INSERT INTO contract_keys (contract_id, key) VALUES (%s, %s)"
+                    " ON CONFLICT (contract_id) DO NOTHING RETURNING key)"
+                    " SELECT key FROM new UNION ALL"
+                    " SELECT key FROM contract_keys WHERE contract_id = %s",
+                    (contract_id, os.urandom(KEY_BYTES), contract_id),
+                ).fetchone()
+                if row is not None:
+                    return self._remember(contract_id, None if row[0] is None else bytes(row[0]))
+        raise RuntimeError(f"no key could be read back for contract {contract_id}")
 
     def key_for(self, contract_id: UUID) -> bytes | None:
-        with self._pool.connection() as conn:
-            conn.execute(
-                "INSERT INTO contract_keys (contract_id, key) VALUES (%s, %s) "
-                "ON CONFLICT (contract_id) DO NOTHING",
-                (contract_id, os.urandom(KEY_BYTES)),
-            )
-            row = conn.execute(
-                "SELECT key FROM contract_keys WHERE contract_id = %s", (contract_id,)
-            ).fetchone()
-        return None if row is None or row[0] is None else bytes(row[0])
+        return self.create(contract_id)
 
     def existing_key(self, contract_id: UUID) -> bytes | None:
-        with self._pool.connection() as conn:
-            row = conn.execute(
-                "SELECT key FROM contract_keys WHERE contract_id = %s", (contract_id,)
-            ).fetchone()
-        return None if row is None or row[0] is None else bytes(row[0])
+        self._check_erasures()
+        if contract_id in self._cache:
+            return self._cache[contract_id]
+        self._fetch([contract_id])
+        return self._cache.get(contract_id)
+
+    def prefetch(self, contract_ids: Collection[UUID]) -> None:
+        self._check_erasures()
+        missing = [i for i in contract_ids if i not in self._cache]
+        if missing:
+            self._fetch(missing)
 
     def destroy(self, contract_id: UUID) -> None:
         with self._pool.connection() as conn:
+            self.queries += 1
             conn.execute(
                 "INSERT INTO contract_keys (contract_id, key, erased_at) VALUES (%s, NULL, now()) "
                 "ON CONFLICT (contract_id) DO UPDATE SET key = NULL, erased_at = now()",
                 (contract_id,),
             )
+        with self._lock:
+            self._cache[contract_id] = None
 
     def close(self) -> None:
         self._pool.close()
+
+    def _fetch(self, contract_ids: list[UUID]) -> None:
+        with self._pool.connection() as conn:
+            self.queries += 1
+            rows = conn.execute(
+                "SELECT contract_id, key FROM contract_keys WHERE contract_id = ANY(%s)",
+                (contract_ids,),
+            ).fetchall()
+        # No row (yet): nothing is cached, so a key made later by another process is found.
+        for contract_id, key in rows:
+            self._remember(contract_id, None if key is None else bytes(key))
+
+    def _remember(self, contract_id: UUID, key: bytes | None) -> bytes | None:
+        with self._lock:
+            if self._cache.get(contract_id, b"") is None:
+                return None  # a tombstone wins over a key read before the destruction
+            if len(self._cache) >= self._cache_size:
+                del self._cache[next(iter(self._cache))]
+            self._cache[contract_id] = key
+        return key
+
+    def _check_erasures(self) -> None:
+        """Tombstone the keys other processes destroyed since the last check, if it is due."""
+        now = self._clock()
+        if now - self._checked_at < self._erasure_check_s:
+            return
+        with self._pool.connection() as conn:
+            self.queries += 1
+            row = conn.execute(
+                "SELECT now(), array(SELECT contract_id FROM contract_keys WHERE erased_at > %s)",
+                (self._erased_since - ERASURE_OVERLAP,),
+            ).fetchone()
+        assert row is not None
+        checked, erased = row
+        with self._lock:
+            for contract_id in erased:
+                self._cache[contract_id] = None
+            self._erased_since = checked
+            self._checked_at = now

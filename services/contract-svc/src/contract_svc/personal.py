@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import DomainEventProtocol, Snapshot
 from eventsourcing.persistence import StoredEvent, Transcoder
+from eventsourcing.utils import resolve_topic
 
 from contract_svc.domain import ERASED
 from contract_svc.keys import KeyStore
 from smartid_events.correlation import CorrelatingMapper
+from smartid_events.groupcommit import UnreadableSnapshotError
 
 SEALED = "_sealed_"
 NONCE_BYTES = 12
 
 
-class SnapshotErasedError(Exception):
+class SnapshotErasedError(UnreadableSnapshotError):
     """A sealed snapshot whose key is gone: rebuild the aggregate from its events instead."""
 
 
@@ -38,6 +41,12 @@ class PersonalDataMapper(CorrelatingMapper[UUID]):
     def __init__(self, transcoder: Transcoder, key_store: KeyStore) -> None:
         super().__init__(transcoder=transcoder)
         self.key_store = key_store
+
+    def prefetch(self, stored_events: Iterable[StoredEvent]) -> None:
+        """Fetch the keys these events will need in one query (the group committer's loads)."""
+        ids = {s.originator_id for s in stored_events if personal_fields_of(resolve_topic(s.topic))}
+        if ids:
+            self.key_store.prefetch(ids)  # type: ignore[arg-type]
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         fields = personal_fields_of(type(domain_event))
