@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from smartid_events.envelope import (
     stream_name,
     subjects_of_service,
 )
-from smartid_events.log import LogRow, Translator, log_head, read_log
+from smartid_events.log import Translator, log_head, read_log
 from smartid_events.natsconn import inbox_prefix_for
 from smartid_events.store import asyncpg_dsn
 from smartid_events.tracking import advance_position, ensure_positions_table, get_position
@@ -41,6 +42,8 @@ RELAY_PUBLISHED = Counter("smartid_relay_published_total", "Events published", [
 # The stream rejects a message unless its last sequence is the one we expect: after any lost
 # or reordered publish every later one in the window fails too, so the stream stays in log order.
 EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
+
+LAG_SAMPLE_S = 1.0
 
 
 def relay_lock_key(service: str) -> int:
@@ -186,6 +189,7 @@ class Relay:
         delay = self.settings.retry_delay_s
         batch = self.settings.batch_size
         prefetch: Prefetch | None = None
+        lag_checked = 0.0
         try:
             while not stop.is_set():
                 try:
@@ -197,25 +201,20 @@ class Relay:
                         position = max(position, stream_position)
                     if self.until is not None and position >= self.until:
                         return
-                    self._wake.clear()
-                    rows = await _next_rows(prefetch, pool, self.settings.table, position, batch)
+                    outgoing = await self._next(prefetch, pool, position, batch)
                     prefetch = None
-                    if not rows:
+                    if not outgoing:
                         RELAY_LAG.labels(self.service).set(0)
                         # The leader's connection must stay alive, or another relay may lead.
                         await lock_conn.execute("SELECT 1")
                         await _wait_any(stop, self._wake, self.settings.poll_interval_s)
                         continue
-                    pending, error = await self._send(js, rows, last_seq)
+                    pending, error = await self._send(js, outgoing, last_seq)
                     if error is None:
-                        # Read the next batch while this one's acks are on their way.
-                        after = rows[-1].notification_id
-                        prefetch = (
-                            after,
-                            asyncio.ensure_future(
-                                read_log(pool, self.settings.table, after, batch)
-                            ),
-                        )
+                        # Read and translate the next batch while this one's acks are on their
+                        # way: the translation's CPU overlaps nats-server's work on the acks.
+                        after = outgoing[-1].position
+                        prefetch = (after, asyncio.ensure_future(self._read(pool, after, batch)))
                     reached, last_seq, ack_error = await self._acks(pending, position, last_seq)
                     error = error or ack_error
                     if reached > position:
@@ -226,9 +225,13 @@ class Relay:
                     if error is not None:
                         raise error
                     delay = self.settings.retry_delay_s
-                    RELAY_LAG.labels(self.service).set(
-                        max(0, await log_head(pool, self.settings.table) - position)
-                    )
+                    now = time.monotonic()
+                    # A round trip per batch would cost throughput; the gauge is sampled.
+                    if len(outgoing) < batch or now - lag_checked >= LAG_SAMPLE_S:
+                        lag_checked = now
+                        RELAY_LAG.labels(self.service).set(
+                            max(0, await log_head(pool, self.settings.table) - position)
+                        )
                 except (PublishError, nats.errors.Error, OSError, TimeoutError) as e:
                     log.warning("relay %s: %s; resuming from %d", self.service, e, position)
                     last_seq = None
@@ -240,28 +243,56 @@ class Relay:
                 with contextlib.suppress(BaseException):
                     await prefetch[1]
 
+    async def _read(self, pool: asyncpg.Pool[Any], after: int, limit: int) -> list[Outgoing]:
+        """The rows after `after`, each translated into the message it becomes (if any)."""
+        # Cleared before the read: a NOTIFY for a row committed after it keeps the wake-up set.
+        self._wake.clear()
+        rows = await read_log(pool, self.settings.table, after, limit)
+        translate = self.settings.translator
+        outgoing: list[Outgoing] = []
+        for row in rows:
+            event = translate(row)
+            if event is None:
+                outgoing.append(Outgoing(row.notification_id, None, b"", {}))
+            else:
+                outgoing.append(
+                    Outgoing(row.notification_id, event.nats_subject, event.to_json(),
+                             event.headers())
+                )  # fmt: skip
+        return outgoing
+
+    async def _next(
+        self, prefetch: Prefetch | None, pool: asyncpg.Pool[Any], position: int, batch: int
+    ) -> list[Outgoing]:
+        """The messages after `position`: the prefetched ones if read after exactly there."""
+        if prefetch is not None:
+            after, future = prefetch
+            if after == position:
+                return await future
+            future.cancel()
+            with contextlib.suppress(BaseException):
+                await future
+        return await self._read(pool, position, batch)
+
     async def _send(
-        self, js: JetStreamContext, rows: list[LogRow], last_seq: int
+        self, js: JetStreamContext, outgoing: list[Outgoing], last_seq: int
     ) -> tuple[list[tuple[int, asyncio.Future[Any] | None]], PublishError | None]:
-        """Publish rows without waiting: (position and ack future of each row sent, error)."""
+        """Publish without waiting: (position and ack future of each message sent, error)."""
         pending: list[tuple[int, asyncio.Future[Any] | None]] = []
         expected = last_seq
-        for row in rows:
-            event = self.settings.translator(row)
-            if event is None:
-                pending.append((row.notification_id, None))
+        for message in outgoing:
+            if message.subject is None:
+                pending.append((message.position, None))
                 continue
-            headers = event.headers()
+            headers = message.headers
             headers[EXPECTED_LAST_SEQUENCE] = str(expected)
             try:
                 # No wait_stall: the client's window is twice a batch, so this never blocks,
                 # and not yielding here lets the client write the whole window in one go.
-                future = await js.publish_async(
-                    event.nats_subject, event.to_json(), headers=headers
-                )
+                future = await js.publish_async(message.subject, message.payload, headers=headers)
             except Exception as e:  # any failure ends the window; what was sent is awaited
                 return pending, PublishError(f"publish failed: {e!r}")
-            pending.append((row.notification_id, future))
+            pending.append((message.position, future))
             expected += 1
         return pending, None
 
@@ -298,21 +329,17 @@ class Relay:
         return target
 
 
-Prefetch = tuple[int, "asyncio.Future[list[LogRow]]"]
+@dataclass
+class Outgoing:
+    """A log row as the message it becomes; `subject` None when the row is not published."""
+
+    position: int
+    subject: str | None
+    payload: bytes
+    headers: dict[str, str]
 
 
-async def _next_rows(
-    prefetch: Prefetch | None, pool: asyncpg.Pool[Any], table: str, position: int, batch: int
-) -> list[LogRow]:
-    """The rows after `position`: the prefetched ones if read after exactly there, else now."""
-    if prefetch is not None:
-        after, future = prefetch
-        if after == position:
-            return await future
-        future.cancel()
-        with contextlib.suppress(BaseException):
-            await future
-    return await read_log(pool, table, position, batch)
+Prefetch = tuple[int, "asyncio.Future[list[Outgoing]]"]
 
 
 def _failure(future: asyncio.Future[Any]) -> str | None:
