@@ -181,18 +181,23 @@ class Consumer(Generic[Ctx]):
         self, js: JetStreamContext, partition: int, stop: asyncio.Event
     ) -> None:
         sub: Any = None
+        backlog = True
         while not stop.is_set():
             try:
                 if sub is None:
                     sub = await self._subscribe(js, partition)
-                msgs = await sub.fetch(self.fetch_batch, timeout=self.fetch_timeout_s)
+                # nats-py's waiting pull returns only when the whole batch is there or the
+                # request expires, so a trickle of messages would wait up to `fetch_timeout_s`:
+                # ask for a batch only while messages are known to be pending.
+                size = self.fetch_batch if backlog else 1
+                msgs = await sub.fetch(size, timeout=self.fetch_timeout_s)
                 for msg in msgs:
                     if stop.is_set():
                         break  # unacked messages come back, in order, on the next subscribe
                     await self.handle(msg, partition)
-                    CONSUMER_LAG.labels(self.name, partition_token(partition)).set(
-                        msg.metadata.num_pending
-                    )
+                    pending = msg.metadata.num_pending
+                    backlog = pending > 0
+                    CONSUMER_LAG.labels(self.name, partition_token(partition)).set(pending)
             except (nats.errors.TimeoutError, TimeoutError):
                 continue  # nothing to fetch yet (or a subscribe that timed out: tried again)
             except (nats.errors.Error, OSError, asyncpg.PostgresError) as e:
