@@ -43,6 +43,7 @@ from smartid_events.log import LogRow
 logger = logging.getLogger(__name__)
 
 PROJECTION_NAME = "contract-summaries"
+CACHE_SIZE = 200_000  # contracts kept between batches (a few KiB each)
 
 metadata = MetaData()
 
@@ -197,12 +198,20 @@ class ReadModel:
 class ContractProjection:
     """Folds contract-svc's log into `contract_summaries`."""
 
-    def __init__(self, contracts: Contracts, engine: AsyncEngine) -> None:
+    def __init__(
+        self, contracts: Contracts, engine: AsyncEngine, *, cache_size: int = CACHE_SIZE
+    ) -> None:
         self.contracts = contracts
         self.engine = engine
         self.table = f"{contracts.name}_events"
+        # Contracts as of the last committed batch: without them every contract continued from
+        # an earlier batch (all of them, in a rebuild) would be loaded from the event store.
+        self._cache: dict[UUID, tuple[Contract, datetime]] = {}
+        self._cache_size = cache_size
+        self.loads = 0  # contracts loaded from the event store (a rebuild should need none)
 
     async def reset(self) -> None:
+        self._cache.clear()
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
             await conn.execute(summaries.delete())
@@ -212,27 +221,43 @@ class ContractProjection:
         """Fold `rows` (in log order) in, and move the position, in one transaction."""
         if not rows:
             return
-        async with self.engine.begin() as conn:
-            current = await self._position(conn)
-            fresh = [r for r in rows if r.notification_id > current]
-            if not fresh:
-                return
-            changed = await self._fold(conn, fresh)
-            if changed:
-                statement = insert(summaries).values(list(changed.values()))
-                update = {c.name: statement.excluded[c.name] for c in summaries.c if c.name != "id"}
-                await conn.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=[summaries.c.id],
-                        set_=update,
-                        where=summaries.c.position < statement.excluded.position,
-                    )
-                )
-            await self._advance(conn, fresh[-1].notification_id)
-
-    async def _fold(self, conn: AsyncConnection, rows: Sequence[LogRow]) -> dict[UUID, Any]:
-        mapper = self.contracts.mapper
         working: dict[UUID, tuple[Contract, datetime]] = {}
+        try:
+            async with self.engine.begin() as conn:
+                current = await self._position(conn)
+                fresh = [r for r in rows if r.notification_id > current]
+                if not fresh:
+                    return
+                changed = await self._fold(conn, fresh, working)
+                if changed:
+                    statement = insert(summaries).values(list(changed.values()))
+                    update = {
+                        c.name: statement.excluded[c.name] for c in summaries.c if c.name != "id"
+                    }
+                    await conn.execute(
+                        statement.on_conflict_do_update(
+                            index_elements=[summaries.c.id],
+                            set_=update,
+                            where=summaries.c.position < statement.excluded.position,
+                        )
+                    )
+                await self._advance(conn, fresh[-1].notification_id)
+        except BaseException:
+            # Folding mutates cached contracts in place: a rolled-back batch spoils them.
+            self._cache.clear()
+            raise
+        # Only once committed: a rolled-back batch must not leave its states behind.
+        self._cache.update(working)
+        while len(self._cache) > self._cache_size:
+            del self._cache[next(iter(self._cache))]
+
+    async def _fold(
+        self,
+        conn: AsyncConnection,
+        rows: Sequence[LogRow],
+        working: dict[UUID, tuple[Contract, datetime]],
+    ) -> dict[UUID, Any]:
+        mapper = self.contracts.mapper
         changed: dict[UUID, dict[str, Any]] = {}
         for row in rows:
             event = mapper.to_domain_event(
@@ -251,6 +276,9 @@ class ContractProjection:
             elif contract_id in working:
                 before, applied_at = working[contract_id]
                 contract = cast(Any, event).mutate(before)
+            elif (cached := self._cached(contract_id, row.originator_version)) is not None:
+                before, applied_at = cached
+                contract = cast(Any, event).mutate(before)
             else:
                 prior = await self._prior(conn, contract_id, row.originator_version)
                 if prior is None:
@@ -263,6 +291,13 @@ class ContractProjection:
             changed[contract_id] = summary_row(contract, applied_at, row.notification_id)
         return changed
 
+    def _cached(self, contract_id: UUID, version: int) -> tuple[Contract, datetime] | None:
+        """The cached contract if it stands just before `version`."""
+        cached = self._cache.get(contract_id)
+        if cached is None or cached[0].version != version - 1:
+            return None
+        return cached
+
     async def _prior(
         self, conn: AsyncConnection, contract_id: UUID, version: int
     ) -> tuple[Contract, datetime] | None:
@@ -271,6 +306,7 @@ class ContractProjection:
         )
         if applied_at is None:
             return None
+        self.loads += 1
         contract: object = self.contracts.repository.get(contract_id, version=version - 1)
         assert isinstance(contract, Contract)
         return contract, applied_at
