@@ -79,6 +79,15 @@ class Tariff:
         last = min(last, periods.last_day(period))
         if first > last:
             return []
+        fee_steps, id_steps = self.fee_steps, self.id_steps
+        if (
+            len(fee_steps) == 1
+            and len(id_steps) == 1
+            and fee_steps[0].effective <= first
+            and id_steps[0].effective <= first
+        ):
+            # Most contracts: one fee and one ID count throughout, one segment.
+            return [Segment(first, last, fee_steps[0].value, id_steps[0].value)]
         # A change effective on day D applies from D: D starts a new segment.
         cuts = sorted(
             {s.effective for s in (*self.fee_steps, *self.id_steps) if first < s.effective <= last}
