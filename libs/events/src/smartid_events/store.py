@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import unquote, urlsplit
+
+import psycopg
 
 
 def event_store_env(
@@ -45,3 +49,22 @@ def asyncpg_dsn(database_url: str) -> str:
 def sqlalchemy_url(database_url: str) -> str:
     """The same database for SQLAlchemy's async engine on asyncpg."""
     return "postgresql+asyncpg://" + asyncpg_dsn(database_url).partition("://")[2]
+
+
+# pg_advisory_lock key for start-up: "smartid" in ASCII.
+STARTUP_LOCK_KEY = 0x736D61727469
+
+
+@contextmanager
+def serialized_startup(database_url: str) -> Iterator[None]:
+    """Hold a database-wide lock while a process creates its tables.
+
+    An API process and its worker start together and both run `CREATE TABLE IF NOT EXISTS`;
+    run concurrently, PostgreSQL can fail one of them on its catalogue's unique index.
+    """
+    with psycopg.connect(asyncpg_dsn(database_url), autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (STARTUP_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (STARTUP_LOCK_KEY,))

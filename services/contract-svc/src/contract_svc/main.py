@@ -22,7 +22,7 @@ from contract_svc.settings import ContractSettings
 from smartid_events import natsconn
 from smartid_events.auth import require
 from smartid_events.log import events_router, translator_from_application
-from smartid_events.store import asyncpg_dsn, sqlalchemy_url
+from smartid_events.store import asyncpg_dsn, serialized_startup, sqlalchemy_url
 from smartid_events.web import create_service_app, nats_check, postgres_check
 
 logger = logging.getLogger(__name__)
@@ -41,13 +41,14 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         env = settings.event_store_env()
-        app.state.contracts = contracts or Contracts(env=env, group_commit=True)
-        app.state.idempotency = idempotency or PostgresIdempotencyStore(
-            make_conninfo(asyncpg_dsn(settings.database_url))
-        )
-        engine = create_async_engine(sqlalchemy_url(settings.database_url), pool_size=10)
-        app.state.read_model = ReadModel(engine)
-        await app.state.read_model.create()
+        with serialized_startup(settings.database_url):
+            app.state.contracts = contracts or Contracts(env=env, group_commit=True)
+            app.state.idempotency = idempotency or PostgresIdempotencyStore(
+                make_conninfo(asyncpg_dsn(settings.database_url))
+            )
+            engine = create_async_engine(sqlalchemy_url(settings.database_url), pool_size=10)
+            app.state.read_model = ReadModel(engine)
+            await app.state.read_model.create()
         app.state.log_pool = await asyncpg.create_pool(
             asyncpg_dsn(settings.database_url), min_size=1, max_size=4
         )

@@ -18,7 +18,8 @@ from contract_svc.settings import ContractSettings
 from smartid_events.log import read_log, translator_from_application
 from smartid_events.logs import configure_logging
 from smartid_events.relay import Relay, RelaySettings
-from smartid_events.store import asyncpg_dsn, sqlalchemy_url
+from smartid_events.store import asyncpg_dsn, serialized_startup, sqlalchemy_url
+from smartid_events.supervise import supervise
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +77,22 @@ async def run_scheduler(contracts: Contracts, stop: asyncio.Event) -> None:
 
 
 async def run(settings: ContractSettings, stop: asyncio.Event) -> None:
-    contracts = Contracts(env=settings.event_store_env())
-    engine = create_async_engine(sqlalchemy_url(settings.database_url), pool_size=4)
-    projection = ContractProjection(contracts, engine)
+    with serialized_startup(settings.database_url):
+        contracts = Contracts(env=settings.event_store_env())
+        engine = create_async_engine(sqlalchemy_url(settings.database_url), pool_size=4)
+        projection = ContractProjection(contracts, engine)
+        await ReadModel(engine).create()
     try:
         await asyncio.gather(
-            Relay(relay_settings(settings, contracts)).run(stop),
-            run_projection(projection, settings.database_url, stop),
-            run_scheduler(contracts, stop),
+            supervise(
+                "contract relay", lambda s: Relay(relay_settings(settings, contracts)).run(s), stop
+            ),
+            supervise(
+                "contract projection",
+                lambda s: run_projection(projection, settings.database_url, s),
+                stop,
+            ),
+            supervise("due-change scheduler", lambda s: run_scheduler(contracts, s), stop),
         )
     finally:
         await engine.dispose()

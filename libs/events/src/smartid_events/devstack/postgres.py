@@ -121,9 +121,9 @@ class PostgresServer:
             "log_min_messages=warning",
         ]
         if not self.durable:
-            # Throwaway test clusters: durability is not what the tests measure.
-            args += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
-            args += ["-c", "full_page_writes=off"]
+            # Throwaway test clusters: no fsync, so only an OS crash could lose data. Commits
+            # stay synchronous: fault tests SIGKILL the server and count what survived.
+            args += ["-c", "fsync=off", "-c", "full_page_writes=off"]
         log = (self.data_dir / "server.log").open("ab")
         self._process = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, user=self._run_as, start_new_session=True
@@ -131,7 +131,8 @@ class PostgresServer:
         log.close()
         if not wait_for_port(self.port, timeout):
             self.stop()
-            raise RuntimeError(f"PostgreSQL did not start; see {self.data_dir / 'server.log'}")
+            log_tail = (self.data_dir / "server.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"PostgreSQL did not start on port {self.port}:\n{log_tail}")
         self._wait_accepting(timeout)
 
     def _wait_accepting(self, timeout: float) -> None:
