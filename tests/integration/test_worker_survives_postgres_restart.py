@@ -19,6 +19,7 @@ from datetime import date
 from pathlib import Path
 from uuid import UUID
 
+import httpx
 import nats as nats_client
 import psycopg
 import pytest
@@ -27,6 +28,7 @@ from nats.js.errors import NotFoundError
 from contract_svc.application import Contracts
 from contract_svc.domain import Contractor, Plan
 from contract_svc.published import publish_correlated
+from smartid_events.devstack import free_port
 from smartid_events.envelope import stream_name
 from smartid_events.log import read_published, translator_from_application
 from smartid_events.store import asyncpg_dsn, event_store_env
@@ -119,6 +121,7 @@ def test_the_worker_rides_out_a_postgres_crash_and_loses_or_doubles_nothing(
         "CONTRACT_DATABASE_URL": database_url,
         "CONTRACT_NATS_URL": nats.url,
         "CONTRACT_LOG_LEVEL": "WARNING",
+        "CONTRACT_WORKER_METRICS_PORT": str(metrics_port := free_port()),
     }
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
@@ -143,6 +146,8 @@ def test_the_worker_rides_out_a_postgres_crash_and_loses_or_doubles_nothing(
                 break
             time.sleep(0.5)
         assert worker.poll() is None, "the worker died with PostgreSQL"
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/", timeout=5).text
+        assert 'smartid_relay_lag{service="contract"} 0.0' in metrics
     finally:
         worker.terminate()
         worker.wait(timeout=30)

@@ -54,6 +54,14 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     # JetStream replicas of the service's stream: 1 on the embedded server, 3 on the cluster.
     stream_replicas: int = 1
+    # The worker's Prometheus endpoint (relay and consumer lag, parked messages); 0: none.
+    # Default: the HTTP port + 1000 (contract-svc 9001, billing-svc 9002).
+    worker_metrics_port: int | None = None
+
+    def worker_metrics_port_value(self) -> int:
+        if self.worker_metrics_port is None:
+            return self.http_port + 1000
+        return self.worker_metrics_port
 
     @model_validator(mode="before")
     @classmethod

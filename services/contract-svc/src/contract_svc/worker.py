@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -16,10 +14,10 @@ from contract_svc.projections import ContractProjection, ReadModel
 from contract_svc.published import publish_correlated
 from contract_svc.settings import ContractSettings
 from smartid_events.log import read_log, translator_from_application
-from smartid_events.logs import configure_logging
 from smartid_events.relay import Relay, RelaySettings
 from smartid_events.store import asyncpg_dsn, serialized_startup, sqlalchemy_url
 from smartid_events.supervise import supervise
+from smartid_events.worker import run_worker
 
 logger = logging.getLogger(__name__)
 
@@ -101,17 +99,7 @@ async def run(settings: ContractSettings, stop: asyncio.Event) -> None:
 
 def main() -> None:
     settings = ContractSettings()
-    configure_logging(settings.service_name, settings.log_level)
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        logger.info("contract worker started", extra={"at": datetime.now().isoformat()})
-        await run(settings, stop)
-
-    asyncio.run(serve())
+    run_worker(settings, lambda stop: run(settings, stop))
 
 
 if __name__ == "__main__":
