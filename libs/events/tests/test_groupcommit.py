@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
+import psycopg
 import pytest
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, event
@@ -153,6 +154,21 @@ def test_a_domain_error_fails_only_its_own_command_and_leaves_nothing_pending(
     counter: Counter = app.repository.get(counter_id)
     assert (counter.version, counter.value) == (3, 2)
     assert "must-not-be-stored" not in counter.tags
+
+
+def test_an_aggregate_that_cannot_be_read_fails_only_the_commands_naming_it(
+    app: Counters, database_url: str
+) -> None:
+    broken, intact = a_counter(app), a_counter(app)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "UPDATE counters_events SET state = 'not json' WHERE originator_id = %s", (broken,)
+        )
+    with GroupCommitter(app, max_batch=2, max_wait_s=10) as committer:
+        on_broken, on_intact = in_one_batch(committer, [increment(broken, 1), increment(intact, 1)])
+        assert committer.batches == 1
+    assert on_broken.exception() is not None
+    assert on_intact.result() == 2
 
 
 def test_an_expected_version_mismatch_inside_a_batch_fails_as_stale(app: Counters) -> None:
