@@ -145,7 +145,9 @@ def test_the_worker_rides_out_a_postgres_crash_and_loses_or_doubles_nothing(
             if settled or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        assert worker.poll() is None, "the worker died with PostgreSQL"
+        assert worker.poll() is None, (
+            "the worker died:\n" + (tmp_path / "worker.log").read_text()[-4000:]
+        )
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/", timeout=5).text
         assert 'smartid_relay_lag{service="contract"} 0.0' in metrics
     finally:

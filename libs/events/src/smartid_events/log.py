@@ -13,6 +13,9 @@ from eventsourcing.persistence import StoredEvent
 
 from smartid_events.envelope import CloudEvent
 
+# Positions are PostgreSQL bigints.
+MAX_POSITION = 2**63 - 1
+
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -152,7 +155,7 @@ def events_router(
 
     @router.get("/v1/events")
     async def get_events(
-        after: int = Query(0, ge=0),
+        after: int = Query(0, ge=0, le=MAX_POSITION),
         limit: int = Query(100, ge=1, le=max_limit),
     ) -> dict[str, Any]:
         got = pool()
