@@ -13,7 +13,7 @@ from contract_builders import NOW, TERMS, a_consent, a_contractor
 
 from contract_svc.application import Contracts
 from contract_svc.domain import ERASED, Contract, Plan
-from contract_svc.keys import ERASURE_CHECK_S, PostgresKeyStore
+from contract_svc.keys import ERASURE_CHECK_S, RESERVE, PostgresKeyStore
 from smartid_events.groupcommit import GroupCommitter
 from smartid_events.store import event_store_env
 
@@ -110,28 +110,33 @@ def test_no_key_is_made_again_for_an_erased_contract(
     assert key_store_of(first).create(contract.id) is None
 
 
-def test_a_new_contracts_key_is_made_once_and_its_commands_then_never_ask_the_database(
+def test_new_contracts_keys_are_made_once_and_their_commands_then_never_ask_the_database(
     first: Contracts, database_url: str
 ) -> None:
     keys = key_store_of(first)
     before = keys.queries
-    contract = first.apply(
-        tenant_id="tenant-1",
-        contractor=a_contractor(CONTRACTOR_NAME),
-        plan=Plan(500, 3),
-        terms_version=TERMS,
-        agreed_to_terms=True,
-    )
-    assert keys.queries == before + 1
-    first.approve(contract.id, date(2026, 4, 1))
-    first.register_user(contract.id, "Sato Hanako", USER_EMAIL, a_consent())
-    assert first.get(contract.id).contractor.name == CONTRACTOR_NAME
+    applied = [
+        first.apply(
+            tenant_id="tenant-1",
+            contractor=a_contractor(CONTRACTOR_NAME),
+            plan=Plan(500, 3),
+            terms_version=TERMS,
+            agreed_to_terms=True,
+        )
+        for _ in range(RESERVE + 1)
+    ]
+    assert keys.queries == before + 1  # the first one's key, made with the others' in reserve
+    for contract in applied[:3]:
+        first.approve(contract.id, date(2026, 4, 1))
+        first.register_user(contract.id, "Sato Hanako", USER_EMAIL, a_consent())
+        assert first.get(contract.id).contractor.name == CONTRACTOR_NAME
     assert keys.queries == before + 1
     with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT count(*) FROM contract_keys WHERE contract_id = %s", (contract.id,)
-        ).fetchone()
-    assert rows == (1,)
+        counts = conn.execute(
+            "SELECT count(*) FROM contract_keys WHERE contract_id = ANY(%s) GROUP BY contract_id",
+            ([c.id for c in applied],),
+        ).fetchall()
+    assert counts == [(1,)] * len(applied)
 
 
 def test_concurrent_creates_in_two_processes_agree_on_one_key(

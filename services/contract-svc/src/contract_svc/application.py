@@ -87,11 +87,13 @@ class Discontinuation:
 class NewContract(Command[R]):
     """A command that creates contract `contract_id`.
 
-    Its key is made before the command is submitted, so that sealing the contract's first
-    event on the committer's writer thread finds it cached (ADR 0015).
+    Its key is made before the command is submitted (unless `key_made`: the id came from
+    the key store's reserve), so that sealing the contract's first event on the committer's
+    writer thread finds it cached (ADR 0015).
     """
 
     contract_id: UUID = field(kw_only=True)
+    key_made: bool = field(default=False, kw_only=True)
 
 
 class ErasureAwareRepository(Repository[UUID]):
@@ -137,7 +139,8 @@ class ContractCommands:
         agreed_to_terms: bool,
         construction_fee: int | None = None,
     ) -> Command[Contract]:
-        contract_id = uuid4()
+        reserved = self._contracts.key_store.reserved_id()
+        contract_id = reserved or uuid4()
 
         # Named after the service aggregate: the published terms arrive with the batch's load.
         def apply(service: object) -> tuple[Sequence[Aggregate], Contract]:
@@ -153,7 +156,7 @@ class ContractCommands:
             )
             return [contract], _detached(contract)
 
-        return NewContract(SERVICE_ID, apply, contract_id=contract_id)
+        return NewContract(SERVICE_ID, apply, contract_id=contract_id, key_made=bool(reserved))
 
     def approve(
         self, contract_id: UUID, start_date: date, *, expected_version: int | None = None
@@ -743,7 +746,7 @@ class Contracts(Application[UUID]):
         is applied again (no update is lost), one with an expected version then fails with
         `StaleVersionError`, since its `apply` checks the version it is given.
         """
-        if isinstance(command, NewContract):
+        if isinstance(command, NewContract) and not command.key_made:
             self.key_store.create(command.contract_id)
         for _attempt in range(MAX_ATTEMPTS):
             if self.committer is not None:
@@ -761,7 +764,7 @@ class Contracts(Application[UUID]):
         """`execute` for a coroutine: awaits the committer, or runs `execute` in a thread."""
         if self.committer is None:
             return await asyncio.to_thread(self.execute, command)
-        if isinstance(command, NewContract):
+        if isinstance(command, NewContract) and not command.key_made:
             # Off the writer thread, and off the event loop: the key store is synchronous.
             await asyncio.to_thread(self.key_store.create, command.contract_id)
         for _attempt in range(MAX_ATTEMPTS):

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Protocol
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from psycopg_pool import ConnectionPool
 
 KEY_BYTES = 32  # AES-256-GCM
+RESERVE = 32  # ids of future contracts whose keys are made along with one asked for
 CACHE_SIZE = 100_000  # ~15 MB of keys
 ERASURE_CHECK_S = 1.0  # how long another process's erasure may go unnoticed (ADR 0015)
 # Erasures are looked for from this long before the last check, so that one whose transaction
@@ -32,6 +34,10 @@ CREATE INDEX IF NOT EXISTS contract_keys_erased_at ON contract_keys (erased_at)
 
 
 class KeyStore(Protocol):
+    def reserved_id(self) -> UUID | None:
+        """A new contract's id whose key is already stored, if one is at hand (no I/O)."""
+        ...
+
     def create(self, contract_id: UUID) -> bytes | None:
         """Make the contract's key now, before its first event is sealed; None if destroyed.
 
@@ -60,6 +66,11 @@ class InMemoryKeyStore:
     def __init__(self) -> None:
         self._keys: dict[UUID, bytes | None] = {}
         self._lock = threading.Lock()
+
+    def reserved_id(self) -> UUID | None:
+        contract_id = uuid4()
+        self.key_for(contract_id)
+        return contract_id
 
     def create(self, contract_id: UUID) -> bytes | None:
         return self.key_for(contract_id)
@@ -107,31 +118,51 @@ class PostgresKeyStore:
         self._clock = clock
         self._lock = threading.Lock()
         self.queries = 0  # round trips to the database, for tests and benchmarks
+        self._reserved: deque[UUID] = deque()
         self._checked_at = self._clock()
         with self._pool.connection() as conn:
             conn.execute(CREATE_TABLE)
             started: datetime = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
         self._erased_since = started
 
+    def reserved_id(self) -> UUID | None:
+        try:
+            return self._reserved.popleft()
+        except IndexError:
+            return None
+
     def create(self, contract_id: UUID) -> bytes | None:
+        """Also makes keys for `RESERVE` future contracts, handed out by `reserved_id`.
+
+        Applications then find their key made and cached: one commit per `RESERVE` of them.
+        """
         self._check_erasures()
         if contract_id in self._cache:
             return self._cache[contract_id]
+        reserve = [uuid4() for _ in range(RESERVE)]
         with self._pool.connection() as conn:
-            for _attempt in range(3):
+            for attempt in range(3):
                 self.queries += 1
-                # The row this call inserted, or the one already there. A row a concurrent
-                # call committed while this statement waited on it is not in the statement's
-                # snapshot: the next attempt sees it.
-                row = conn.execute(
-                    "WITH new AS (INSERT INTO contract_keys (contract_id, key) VALUES (%s, %s)"
-                    " ON CONFLICT (contract_id) DO NOTHING RETURNING key)"
-                    " SELECT key FROM new UNION ALL"
-                    " SELECT key FROM contract_keys WHERE contract_id = %s",
-                    (contract_id, os.urandom(KEY_BYTES), contract_id),
-                ).fetchone()
-                if row is not None:
-                    return self._remember(contract_id, None if row[0] is None else bytes(row[0]))
+                ids = [contract_id, *reserve] if attempt == 0 else [contract_id]
+                # The rows this call inserted, and the contract's row if it was already there.
+                # A row a concurrent call committed while this statement waited on it is not
+                # in the statement's snapshot: the next attempt sees it.
+                rows = conn.execute(
+                    "WITH new AS (INSERT INTO contract_keys (contract_id, key)"
+                    " SELECT * FROM unnest(%s::uuid[], %s::bytea[])"
+                    " ON CONFLICT (contract_id) DO NOTHING RETURNING contract_id, key)"
+                    " SELECT contract_id, key FROM new UNION ALL"
+                    " SELECT contract_id, key FROM contract_keys WHERE contract_id = %s",
+                    (ids, [os.urandom(KEY_BYTES) for _ in ids], contract_id),
+                ).fetchall()
+                conn.commit()
+                keys = {i: None if k is None else bytes(k) for i, k in rows}
+                if attempt == 0:
+                    for reserved in reserve:
+                        self._remember(reserved, keys[reserved])
+                    self._reserved.extend(reserve)
+                if contract_id in keys:
+                    return self._remember(contract_id, keys[contract_id])
         raise RuntimeError(f"no key could be read back for contract {contract_id}")
 
     def key_for(self, contract_id: UUID) -> bytes | None:
