@@ -17,6 +17,7 @@ from billing_svc.domain import facts
 from billing_svc.main import create_app
 from billing_svc.settings import Settings
 from smartid_events.auth import SCOPES, mint_token
+from smartid_events.testing.plugin import NatsUnderTest
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256-keys"
 TENANT = "tenant-a"
@@ -31,9 +32,12 @@ class Client(httpx.AsyncClient):
 
 
 @pytest_asyncio.fixture
-async def client(database_url: str) -> AsyncIterator[Client]:
+async def client(database_url: str, nats: NatsUnderTest) -> AsyncIterator[Client]:
     settings = Settings(
-        database_url=database_url, jwt_secret=SecretStr(SECRET), log_level="WARNING"
+        database_url=database_url,
+        nats_url=nats.url,
+        jwt_secret=SecretStr(SECRET),
+        log_level="WARNING",
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -404,3 +408,9 @@ async def test_the_log_serves_published_events_after_a_position(client: Client) 
 async def test_the_log_needs_the_events_scope(client: Client) -> None:
     problem(await client.get("/v1/events", headers=token(scopes=["billing:read"])), 403)
     problem(await client.get("/v1/events"), 401)
+
+
+async def test_billing_is_ready_when_postgres_and_nats_answer(client: Client) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"] == {"postgres": "ok", "nats": "ok"}

@@ -624,3 +624,9 @@ async def test_a_name_with_a_control_character_is_refused_naming_the_field(api: 
     response = await api.client.post("/v1/contracts", json=application, headers=auth(OPERATOR))
     body = await problem(response, 422)
     assert body["errors"][0]["field"] == "contractor.name"
+
+
+async def test_contract_svc_is_ready_when_postgres_and_nats_answer(api: Api) -> None:
+    response = await api.client.get("/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"] == {"postgres": "ok", "nats": "ok"}

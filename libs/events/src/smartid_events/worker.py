@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 
 from smartid_events.logs import configure_logging
 from smartid_events.settings import ServiceSettings
+from smartid_events.supervise import supervise
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ def run_worker(settings: ServiceSettings, body: WorkerBody) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         logger.info("worker started", extra={"worker": settings.service_name})
-        await body(stop)
+        # Start-up itself may meet a database that is restarting: retry it like any loop.
+        await supervise(f"{settings.service_name} worker", body, stop)
         logger.info("worker stopped", extra={"worker": settings.service_name})
 
     asyncio.run(serve())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,10 +15,13 @@ from billing_svc.api import ERROR_TABLE, router
 from billing_svc.application import Billing
 from billing_svc.published import publish
 from billing_svc.settings import Settings
+from smartid_events import natsconn
 from smartid_events.auth import require
 from smartid_events.log import events_router, events_table, translator_from_application
-from smartid_events.store import asyncpg_dsn
-from smartid_events.web import create_service_app, postgres_check
+from smartid_events.store import asyncpg_dsn, serialized_startup
+from smartid_events.web import create_service_app, nats_check, postgres_check
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,9 +30,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Building the application connects and creates its tables: keep it off the loop.
-        billing = await asyncio.to_thread(
-            Billing, env=settings.event_store_env(), issuer=settings.issuer()
-        )
+        with serialized_startup(settings.database_url):
+            billing = await asyncio.to_thread(
+                Billing, env=settings.event_store_env(), issuer=settings.issuer()
+            )
         app.state.billing = billing
         app.state.translate = translator_from_application(
             billing, lambda event, position: publish(event, position)
@@ -36,9 +41,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.log_pool = await asyncpg.create_pool(
             asyncpg_dsn(settings.database_url), min_size=1, max_size=4
         )
+        app.state.nats = None
+        try:
+            app.state.nats = await natsconn.connect(
+                settings.nats_url,
+                name="billing-svc-api",
+                user=settings.nats_user,
+                password=settings.nats_password_value(),
+            )
+        except ConnectionError:
+            logger.warning("NATS unreachable at start-up: /readyz reports it")
         try:
             yield
         finally:
+            if app.state.nats is not None:
+                await app.state.nats.close()
             await app.state.log_pool.close()
             billing.close()
 
@@ -46,7 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings,
         title="SmartID billing-svc",
         lifespan=lifespan,
-        readiness_checks={"postgres": postgres_check(settings.database_url)},
+        readiness_checks={
+            "postgres": postgres_check(settings.database_url),
+            "nats": nats_check(lambda: app.state.nats),
+        },
         error_table=ERROR_TABLE,
     )
     app.include_router(router)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from typing import Any
 
 import asyncpg
@@ -16,11 +15,12 @@ from billing_svc.settings import Settings
 from smartid_events.consumer import Consumer
 from smartid_events.envelope import PARTITIONS
 from smartid_events.log import events_table, translator_from_application
-from smartid_events.logs import configure_logging
 from smartid_events.parked import ParkedStore
 from smartid_events.relay import Relay, RelaySettings
-from smartid_events.store import asyncpg_dsn
-from smartid_events.tracking import EventSourcedTracker, ProcessContext
+from smartid_events.store import asyncpg_dsn, serialized_startup
+from smartid_events.supervise import supervise
+from smartid_events.tracking import EventSourcedTracker, ProcessContext, ensure_positions_table
+from smartid_events.worker import run_worker
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +61,24 @@ def contract_consumer(
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """The consumer and the relay until `stop` is set."""
-    billing = await asyncio.to_thread(
-        Billing, env=settings.event_store_env(), issuer=settings.issuer()
-    )
-    pool = await asyncpg.create_pool(asyncpg_dsn(settings.database_url), min_size=1, max_size=4)
+    """The consumer and the relay until `stop` is set; each restarts when it fails."""
+    with serialized_startup(settings.database_url):
+        billing = await asyncio.to_thread(
+            Billing, env=settings.event_store_env(), issuer=settings.issuer()
+        )
+        pool = await asyncpg.create_pool(asyncpg_dsn(settings.database_url), min_size=1, max_size=4)
+        await ParkedStore(pool).setup()
+        await ensure_positions_table(pool)
     try:
         await asyncio.gather(
-            contract_consumer(settings, billing, pool).run(stop),
-            Relay(relay_settings(settings, billing)).run(stop),
+            supervise(
+                "billing consumer",
+                lambda s: contract_consumer(settings, billing, pool).run(s),
+                stop,
+            ),
+            supervise(
+                "billing relay", lambda s: Relay(relay_settings(settings, billing)).run(s), stop
+            ),
         )
     finally:
         await pool.close()
@@ -78,18 +87,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
 def main() -> None:
     settings = Settings()
-    configure_logging(settings.service_name, settings.log_level)
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        logger.info("billing worker started")
-        await run(settings, stop)
-        logger.info("billing worker stopped")
-
-    asyncio.run(serve())
+    run_worker(settings, lambda stop: run(settings, stop))
 
 
 if __name__ == "__main__":
