@@ -182,6 +182,7 @@ class Consumer(Generic[Ctx]):
     ) -> None:
         sub: Any = None
         backlog = True
+        waited = 0.0
         while not stop.is_set():
             try:
                 if sub is None:
@@ -200,6 +201,16 @@ class Consumer(Generic[Ctx]):
                     CONSUMER_LAG.labels(self.name, partition_token(partition)).set(pending)
             except (nats.errors.TimeoutError, TimeoutError):
                 continue  # nothing to fetch yet (or a subscribe that timed out: tried again)
+            except NotFoundError:
+                # The upstream stream does not exist yet (its relay has not started): wait
+                # with back-off, saying so once rather than twice a second.
+                if waited == 0:
+                    upstream = stream_name(self.upstream)
+                    log.info("%s p%02d: waiting for stream %s", self.name, partition, upstream)
+                sub = None
+                waited = min(waited * 2 or 0.5, 5.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), waited)
             except (nats.errors.Error, OSError, asyncpg.PostgresError) as e:
                 # Whatever was not acked is delivered again after the rewind on re-subscribe.
                 log.warning("%s p%02d: %r; re-subscribing", self.name, partition, e)
@@ -208,6 +219,8 @@ class Consumer(Generic[Ctx]):
                 sub = None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
+            else:
+                waited = 0.0
 
     async def handle(self, msg: Msg, partition: int) -> None:
         """Handle one message in order: apply once, or park it; ack in every case but a crash."""
