@@ -28,7 +28,7 @@ fmt: install ## format and fix what ruff can
 	$(UV) run --frozen ruff check --fix .
 
 typecheck: install ## mypy, strict
-	$(UV) run --frozen mypy libs/events/src services/*/src
+	$(UV) run --frozen mypy libs/events/src services/*/src bench
 
 check: lint typecheck test ## everything CI could ask for
 
