@@ -27,6 +27,7 @@ from nats.js.errors import NotFoundError
 
 from contract_svc.application import Contracts
 from contract_svc.domain import Contractor, Plan
+from contract_svc.projections import summaries
 from contract_svc.published import publish_correlated
 from smartid_events.devstack import free_port
 from smartid_events.envelope import stream_name
@@ -104,7 +105,7 @@ async def delete_stream(nats_url: str) -> None:
 
 def summaries_count(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM contract_summaries").fetchone()
+        row = conn.execute(f"SELECT count(*) FROM {summaries.name}").fetchone()
     return int(row[0]) if row else 0
 
 

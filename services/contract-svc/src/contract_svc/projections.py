@@ -37,18 +37,21 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contract_svc.application import Contracts
-from contract_svc.domain import Contract
+from contract_svc.domain import Contract, next_due_date
 from smartid_events.log import LogRow
 
 logger = logging.getLogger(__name__)
 
-PROJECTION_NAME = "contract-summaries"
+# A change to the table's shape is a new version: the new table fills itself from position 0
+# while the old one is left for dropping, so no migration ever rewrites a read model in place.
+READ_MODEL_VERSION = 2
+PROJECTION_NAME = f"contract-summaries-v{READ_MODEL_VERSION}"
 CACHE_SIZE = 200_000  # contracts kept between batches (a few KiB each)
 
 metadata = MetaData()
 
 summaries = Table(
-    "contract_summaries",
+    f"contract_summaries_v{READ_MODEL_VERSION}",
     metadata,
     Column("id", Uuid(as_uuid=True), primary_key=True),
     Column("tenant_id", String(100), nullable=False, index=True),
@@ -59,6 +62,8 @@ summaries = Table(
     Column("applied_at", DateTime(timezone=True), nullable=False, index=True),
     Column("start_date", Date),
     Column("end_date", Date),
+    # The first day the scheduler has a change to record (ADR 0011); NULL: nothing pending.
+    Column("next_due_date", Date, index=True),
     Column("version", Integer, nullable=False),
     Column("position", BigInteger, nullable=False),
 )
@@ -123,6 +128,7 @@ def summary_row(contract: Contract, applied_at: datetime, position: int) -> dict
         "applied_at": applied_at,
         "start_date": contract.start_date,
         "end_date": contract.end_date,
+        "next_due_date": next_due_date(contract),
         "version": contract.version,
         "position": position,
     }
@@ -187,6 +193,14 @@ class ReadModel:
         next_cursor = encode_cursor(rows[-1].applied_at, rows[-1].id) if more and rows else None
         return Page(items=[item_of(r) for r in rows], next_cursor=next_cursor)
 
+    async def due_on(self, day: date) -> list[UUID]:
+        """Contracts with a change to record on or before `day`."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(summaries.c.id).where(summaries.c.next_due_date <= day)
+            )
+            return [row.id for row in rows]
+
     async def position(self) -> int:
         async with self.engine.connect() as conn:
             value = await conn.scalar(
@@ -196,7 +210,7 @@ class ReadModel:
 
 
 class ContractProjection:
-    """Folds contract-svc's log into `contract_summaries`."""
+    """Folds contract-svc's log into the `contract_summaries_v<N>` table."""
 
     def __init__(
         self, contracts: Contracts, engine: AsyncEngine, *, cache_size: int = CACHE_SIZE

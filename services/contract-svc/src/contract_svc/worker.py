@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contract_svc.application import Contracts
+from contract_svc.domain import DueChange
 from contract_svc.projections import ContractProjection, ReadModel
 from contract_svc.published import publish_correlated
 from contract_svc.settings import ContractSettings
@@ -61,15 +63,34 @@ async def run_projection(
         await pool.close()
 
 
-async def run_scheduler(contracts: Contracts, stop: asyncio.Event) -> None:
-    """Record the changes that fall due (future-dated suspensions, terminations, …)."""
-    while not stop.is_set():
+async def record_due_changes(
+    contracts: Contracts, read_model: ReadModel
+) -> dict[UUID, list[DueChange]]:
+    """One tick of the scheduler: record what falls due today (ADR 0011).
+
+    The read model names the contracts with something due, so a tick reads a handful of
+    aggregates rather than every contract.
+    """
+    today = contracts.today()
+    recorded: dict[UUID, list[DueChange]] = {}
+    for contract_id in await read_model.due_on(today):
         try:
-            done = await asyncio.to_thread(contracts.apply_due_changes)
-            if done:
-                logger.info("due changes recorded", extra={"contracts": len(done)})
-        except Exception:
-            logger.exception("due-change scheduler failed; retrying")
+            done = await asyncio.to_thread(contracts.apply_due_changes, today, [contract_id])
+        except Exception:  # one contract's failure must not hold back the others
+            logger.exception("due change failed", extra={"contract_id": str(contract_id)})
+            continue
+        for change in done.get(contract_id, []):
+            logger.info(
+                "due change recorded",
+                extra={"contract_id": str(contract_id), "change": change.kind},
+            )
+        recorded.update(done)
+    return recorded
+
+
+async def run_scheduler(contracts: Contracts, read_model: ReadModel, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await record_due_changes(contracts, read_model)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), SCHEDULE_INTERVAL_S)
 
@@ -90,7 +111,11 @@ async def run(settings: ContractSettings, stop: asyncio.Event) -> None:
                 lambda s: run_projection(projection, settings.database_url, s),
                 stop,
             ),
-            supervise("due-change scheduler", lambda s: run_scheduler(contracts, s), stop),
+            supervise(
+                "due-change scheduler",
+                lambda s: run_scheduler(contracts, ReadModel(engine), s),
+                stop,
+            ),
         )
     finally:
         await engine.dispose()

@@ -3,7 +3,7 @@
 from contract_svc.domain.codes import Construction, Initiator, NoticeFor, Status, SuccessionCause
 from contract_svc.domain.contract import Contract
 from contract_svc.domain.errors import ContractRuleError
-from contract_svc.domain.schedule import DueChange, due_changes
+from contract_svc.domain.schedule import DueChange, due_changes, next_due_date
 from contract_svc.domain.service import SERVICE_ID, Service
 from contract_svc.domain.values import (
     ERASED,
@@ -34,4 +34,5 @@ __all__ = [
     "Termination",
     "User",
     "due_changes",
+    "next_due_date",
 ]

@@ -53,3 +53,28 @@ def due_changes(contract: Contract, today: date) -> list[DueChange]:
     if termination is not None and termination.effective_date < today and _notice_done(termination):
         changes.append(DueChange("termination", termination.effective_date))
     return changes
+
+
+def next_due_date(contract: Contract) -> date | None:
+    """The first day on which `due_changes` will have something to record, if any.
+
+    A change still waiting for its prior notice has no date yet: recording the notice's
+    completion takes it into effect (or gives it one).
+    """
+    if contract.status in ENDED:
+        return None
+    candidates: list[date] = []
+    suspension = contract.suspension
+    if suspension is not None:
+        resumption = contract.resumption_date
+        if resumption is None and suspension.end_date is not None:
+            resumption = suspension.end_date + timedelta(days=1)
+        resumes_at_once = resumption is not None and resumption <= suspension.start_date
+        if not suspension.in_effect and _notice_done(suspension) and not resumes_at_once:
+            candidates.append(suspension.start_date)
+        if resumption is not None:
+            candidates.append(resumption)
+    termination = contract.termination
+    if termination is not None and _notice_done(termination):
+        candidates.append(termination.effective_date + timedelta(days=1))
+    return min(candidates, default=None)
