@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from contract_svc.application import (
     ContractNotFoundError,
     Contracts,
+    RegisteredUser,
     StaleVersionError,
     visible_to,
 )
@@ -227,41 +228,16 @@ async def contracts_of(request: Request) -> Contracts:
     return contracts
 
 
-async def idempotency_of(request: Request) -> IdempotencyStore:
-    store: IdempotencyStore = request.app.state.idempotency
-    return store
-
-
 async def read_model_of(request: Request) -> ReadModel:
     read_model: ReadModel = request.app.state.read_model
     return read_model
 
 
-_bearer = HTTPBearer(auto_error=False)
-
-
-def on_the_loop(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """`require(scope)` as a coroutine: checking a token is quicker than a thread hand-off.
-
-    Until `smartid_events.auth.require` is a coroutine itself.
-    """
-    check = require(scope)
-
-    async def dependency(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal:
-        return check(request, credentials)
-
-    return dependency
-
-
 ContractsDep = Annotated[Contracts, Depends(contracts_of)]
-IdempotencyDep = Annotated[IdempotencyStore, Depends(idempotency_of)]
 ReadModelDep = Annotated[ReadModel, Depends(read_model_of)]
-Reader = Annotated[Principal, Depends(on_the_loop("contracts:read"))]
-Writer = Annotated[Principal, Depends(on_the_loop("contracts:write"))]
-Operator = Annotated[Principal, Depends(on_the_loop("contracts:operate"))]
+Reader = Annotated[Principal, Depends(require("contracts:read"))]
+Writer = Annotated[Principal, Depends(require("contracts:write"))]
+Operator = Annotated[Principal, Depends(require("contracts:operate"))]
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", max_length=200, description="Safe retries")
 ]
@@ -348,18 +324,69 @@ def _json(status: int, content: dict[str, Any], *, replayed: bool = False) -> JS
     return JSONResponse(content, status_code=status, headers=headers)
 
 
+@dataclass(frozen=True)
+class Call:
+    """What every command route needs besides its body: the application, the idempotency
+    store, and the request's `If-Match` and `Idempotency-Key`."""
+
+    request: Request
+    contracts: Contracts
+    store: IdempotencyStore
+    version: int | None
+    key: str | None
+
+    @property
+    def commands(self) -> Any:
+        return self.contracts.commands
+
+    async def change(
+        self, principal: Principal, body: BaseModel | None, change: Command[Contract]
+    ) -> JSONResponse:
+        """Run a command on one contract the caller may see; answer with the contract."""
+
+        async def command() -> tuple[int, dict[str, Any]]:
+            visible = visible_to(change, principal.can_access)
+            return 200, contract_view(await self.contracts.execute_async(visible))
+
+        return await idempotent(self.request, self.store, principal, self.key, body, command)
+
+    async def register(
+        self, principal: Principal, body: BaseModel, registration: Command[RegisteredUser]
+    ) -> JSONResponse:
+        """Run a command that registers a user ID; answer 201 with the new ID."""
+
+        async def command() -> tuple[int, dict[str, Any]]:
+            visible = visible_to(registration, principal.can_access)
+            registered = await self.contracts.execute_async(visible)
+            return 201, {
+                "user_id": str(registered.user_id),
+                "contract_id": str(registered.contract.id),
+                "version": registered.contract.version,
+            }
+
+        return await idempotent(self.request, self.store, principal, self.key, body, command)
+
+
+async def call_of(
+    request: Request, if_match: IfMatchHeader = None, key: IdempotencyKey = None
+) -> Call:
+    return Call(
+        request=request,
+        contracts=request.app.state.contracts,
+        store=request.app.state.idempotency,
+        version=expected_version(if_match),
+        key=key,
+    )
+
+
+CallDep = Annotated[Call, Depends(call_of)]
+
+
 router = APIRouter(prefix="/v1", tags=["contracts"])
 
 
 @router.post("/contracts", status_code=201)
-async def apply(
-    body: Application,
-    request: Request,
-    principal: Writer,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    key: IdempotencyKey = None,
-) -> JSONResponse:
+async def apply(body: Application, principal: Writer, call: CallDep) -> JSONResponse:
     """Art. 4(1): apply for a contract under a published terms version."""
 
     async def command() -> tuple[int, dict[str, Any]]:
@@ -370,8 +397,8 @@ async def apply(
                 raise ContractNotFoundError(UUID(int=0))
             assert principal.tenant is not None
             tenant_id = principal.tenant
-        contract = await contracts.execute_async(
-            contracts.commands.apply(
+        contract = await call.contracts.execute_async(
+            call.commands.apply(
                 tenant_id=tenant_id,
                 contractor=body.contractor.value(),
                 plan=Plan(body.plan.monthly_fee_per_id, body.plan.id_count),
@@ -382,7 +409,7 @@ async def apply(
         )
         return 201, contract_view(contract)
 
-    response = await idempotent(request, store, principal, key, body, command)
+    response = await idempotent(call.request, call.store, principal, call.key, body, command)
     contract_id = _body_of(response).get("id")
     if contract_id:
         response.headers["Location"] = f"/v1/contracts/{contract_id}"
@@ -396,144 +423,111 @@ def _body_of(response: JSONResponse) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-async def _change(
-    request: Request,
-    store: IdempotencyStore,
-    contracts: Contracts,
-    principal: Principal,
-    key: str | None,
-    body: BaseModel | None,
-    change: Command[Contract],
-) -> JSONResponse:
-    async def command() -> tuple[int, dict[str, Any]]:
-        contract = await contracts.execute_async(visible_to(change, principal.can_access))
-        return 200, contract_view(contract)
-
-    return await idempotent(request, store, principal, key, body, command)
-
-
 @router.post("/contracts/{contract_id}/approval")
 async def approve(
     contract_id: UUID,
     body: Approval,
-    request: Request,
     principal: Operator,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 4(2), 3(4): approval forms the contract and sets its start date."""
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, body,
-        contracts.commands.approve(contract_id, body.start_date, expected_version=version),
-    )  # fmt: skip
+    return await call.change(
+        principal,
+        body,
+        call.commands.approve(contract_id, body.start_date, expected_version=call.version),
+    )
 
 
 @router.post("/contracts/{contract_id}/rejection")
 async def reject(
     contract_id: UUID,
     body: Rejection,
-    request: Request,
     principal: Operator,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 4(3): refuse an application on one of grounds (1)–(6)."""
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, body,
-        contracts.commands.reject(
-            contract_id, body.reason_code, body.note, expected_version=version
+    return await call.change(
+        principal,
+        body,
+        call.commands.reject(
+            contract_id, body.reason_code, body.note, expected_version=call.version
         ),
-    )  # fmt: skip
+    )
 
 
 @router.post("/contracts/{contract_id}/revocation")
 async def revoke(
     contract_id: UUID,
     body: Revocation,
-    request: Request,
     principal: Operator,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 4(4): revoke an approval after the fact on the grounds of Art. 4(3)."""
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, body,
-        contracts.commands.revoke_approval(
-            contract_id, body.reason_code, body.effective_date, body.note,
-            expected_version=version,
+    return await call.change(
+        principal,
+        body,
+        call.commands.revoke_approval(
+            contract_id,
+            body.reason_code,
+            body.effective_date,
+            body.note,
+            expected_version=call.version,
         ),
-    )  # fmt: skip
+    )
 
 
 @router.post("/contracts/{contract_id}/id-count")
 async def change_id_count(
     contract_id: UUID,
     body: IdCountChange,
-    request: Request,
     principal: Writer,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 13(1): change the number of IDs from an effective date."""
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, body,
-        contracts.commands.change_id_count(
-            contract_id, body.id_count, body.effective_date, expected_version=version
+    return await call.change(
+        principal,
+        body,
+        call.commands.change_id_count(
+            contract_id, body.id_count, body.effective_date, expected_version=call.version
         ),
-    )  # fmt: skip
+    )
 
 
 @router.post("/contracts/{contract_id}/suspension")
 async def suspend(
     contract_id: UUID,
     body: SuspensionIn,
-    request: Request,
     principal: Operator,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 11: suspend the contract's use, with prior notice unless urgent."""
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, body,
-        contracts.commands.suspend(
-            contract_id, body.reason_code, body.start_date, body.end_date, body.urgent,
-            expected_version=version,
+    return await call.change(
+        principal,
+        body,
+        call.commands.suspend(
+            contract_id,
+            body.reason_code,
+            body.start_date,
+            body.end_date,
+            body.urgent,
+            expected_version=call.version,
         ),
-    )  # fmt: skip
+    )
 
 
 @router.post("/contracts/{contract_id}/resumption")
 async def resume(
     contract_id: UUID,
     body: Resumption,
-    request: Request,
     principal: Operator,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 11: lift a suspension from an effective date."""
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, body,
-        contracts.commands.resume(contract_id, body.effective_date, expected_version=version),
-    )  # fmt: skip
+    return await call.change(
+        principal,
+        body,
+        call.commands.resume(contract_id, body.effective_date, expected_version=call.version),
+    )
 
 
 class CompanyTerminationNeedsOperatorError(Exception):
@@ -550,114 +544,110 @@ ERROR_TABLE[CompanyTerminationNeedsOperatorError] = 403
 async def terminate(
     contract_id: UUID,
     body: TerminationIn,
-    request: Request,
     principal: Writer,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 7 (by the contractor, in writing) or Art. 8 (by the company)."""
     if body.initiator == "company" and not principal.has_scope("contracts:operate"):
         raise CompanyTerminationNeedsOperatorError(
             "termination by the company needs the contracts:operate scope"
         )
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, body,
-        contracts.commands.terminate(
-            contract_id, body.initiator, body.reason_code, body.effective_date,
-            body.written_notice_ref, body.written_notice_received_on,
-            expected_version=version,
+    return await call.change(
+        principal,
+        body,
+        call.commands.terminate(
+            contract_id,
+            body.initiator,
+            body.reason_code,
+            body.effective_date,
+            body.written_notice_ref,
+            body.written_notice_received_on,
+            expected_version=call.version,
         ),
-    )  # fmt: skip
+    )
 
 
 @router.post("/contracts/{contract_id}/notice-completion")
 async def complete_notice(
     contract_id: UUID,
     body: NoticeCompletion,
-    request: Request,
     principal: Operator,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 24: a prior notice was completed; the change it gates may take effect."""
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, body,
-        contracts.commands.record_notice_completion(
-            contract_id, body.notice_for, body.completed_at, expected_version=version
+    return await call.change(
+        principal,
+        body,
+        call.commands.record_notice_completion(
+            contract_id, body.notice_for, body.completed_at, expected_version=call.version
         ),
-    )  # fmt: skip
+    )
 
 
 @router.post("/contracts/{contract_id}/succession")
 async def record_succession(
     contract_id: UUID,
     body: Succession,
-    request: Request,
     principal: Operator,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 5: the successor of a merger or split takes over the contract."""
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, body,
-        contracts.commands.record_succession(
-            contract_id, body.successor.value(), body.cause, body.evidence_ref,
-            body.effective_date, body.tenant_id, expected_version=version,
+    return await call.change(
+        principal,
+        body,
+        call.commands.record_succession(
+            contract_id,
+            body.successor.value(),
+            body.cause,
+            body.evidence_ref,
+            body.effective_date,
+            body.tenant_id,
+            expected_version=call.version,
         ),
-    )  # fmt: skip
+    )
 
 
 @router.post("/contracts/{contract_id}/transfer")
 async def approve_transfer(
     contract_id: UUID,
     body: TransferApprovalIn,
-    request: Request,
     principal: Operator,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 6: a transfer happens only with the company's approval (an operator's act)."""
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, body,
-        contracts.commands.approve_transfer(
-            contract_id, body.transferee.value(), body.approval_ref, body.effective_date,
-            body.tenant_id, expected_version=version,
+    return await call.change(
+        principal,
+        body,
+        call.commands.approve_transfer(
+            contract_id,
+            body.transferee.value(),
+            body.approval_ref,
+            body.effective_date,
+            body.tenant_id,
+            expected_version=call.version,
         ),
-    )  # fmt: skip
+    )
 
 
 @router.post("/contracts/{contract_id}/contractor")
 async def change_contractor_details(
     contract_id: UUID,
     body: ContractorDetailsChange,
-    request: Request,
     principal: Writer,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 23(8): the contractor reports a change of name or address, with evidence."""
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, body,
-        contracts.commands.change_contractor_details(
-            contract_id, body.contractor.value(), body.evidence_ref, body.effective_date,
-            expected_version=version,
+    return await call.change(
+        principal,
+        body,
+        call.commands.change_contractor_details(
+            contract_id,
+            body.contractor.value(),
+            body.evidence_ref,
+            body.effective_date,
+            expected_version=call.version,
         ),
-    )  # fmt: skip
+    )
 
 
 class ConstructionDate(Body):
@@ -668,85 +658,62 @@ class ConstructionDate(Body):
 async def start_construction(
     contract_id: UUID,
     body: ConstructionDate,
-    request: Request,
     principal: Operator,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 14: construction has started; its fee is owed from now on."""
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, body,
-        contracts.commands.start_construction(contract_id, body.on, expected_version=version),
-    )  # fmt: skip
+    return await call.change(
+        principal,
+        body,
+        call.commands.start_construction(contract_id, body.on, expected_version=call.version),
+    )
 
 
 @router.post("/contracts/{contract_id}/construction/cancellation")
 async def cancel_construction(
     contract_id: UUID,
     body: ConstructionDate,
-    request: Request,
     principal: Writer,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 14(2): cancelled before construction starts, the fee is not owed."""
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, body,
-        contracts.commands.cancel_construction(contract_id, body.on, expected_version=version),
-    )  # fmt: skip
+    return await call.change(
+        principal,
+        body,
+        call.commands.cancel_construction(contract_id, body.on, expected_version=call.version),
+    )
 
 
 @router.post("/contracts/{contract_id}/users", status_code=201)
 async def register_user(
     contract_id: UUID,
     body: UserIn,
-    request: Request,
     principal: Writer,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 26(3): a user is registered only with the user's recorded prior consent."""
-    version = expected_version(if_match)
-
-    async def command() -> tuple[int, dict[str, Any]]:
-        consent = Consent(body.consent.obtained_at, body.consent.method) if body.consent else None
-        registration = contracts.commands.register_user(
-            contract_id, body.name, str(body.email), consent, expected_version=version
-        )
-        registered = await contracts.execute_async(visible_to(registration, principal.can_access))
-        return 201, {
-            "user_id": str(registered.user_id),
-            "contract_id": str(contract_id),
-            "version": registered.contract.version,
-        }
-
-    return await idempotent(request, store, principal, key, body, command)
+    consent = Consent(body.consent.obtained_at, body.consent.method) if body.consent else None
+    return await call.register(
+        principal,
+        body,
+        call.commands.register_user(
+            contract_id, body.name, str(body.email), consent, expected_version=call.version
+        ),
+    )
 
 
 @router.delete("/contracts/{contract_id}/users/{user_id}")
 async def remove_user(
     contract_id: UUID,
     user_id: UUID,
-    request: Request,
     principal: Writer,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, None,
-        contracts.commands.remove_user(contract_id, user_id, expected_version=version),
-    )  # fmt: skip
+    return await call.change(
+        principal,
+        None,
+        call.commands.remove_user(contract_id, user_id, expected_version=call.version),
+    )
 
 
 @router.post("/contracts/{contract_id}/users/{user_id}/compromise")
@@ -754,21 +721,17 @@ async def report_compromise(
     contract_id: UUID,
     user_id: UUID,
     body: CompromiseReport,
-    request: Request,
     principal: Writer,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 23(5): the contractor reports a lost or leaked ID or credential."""
-    version = expected_version(if_match)
-    return await _change(
-        request, store, contracts, principal, key, body,
-        contracts.commands.report_compromise(
-            contract_id, user_id, body.reported_at, expected_version=version
+    return await call.change(
+        principal,
+        body,
+        call.commands.report_compromise(
+            contract_id, user_id, body.reported_at, expected_version=call.version
         ),
-    )  # fmt: skip
+    )
 
 
 @router.post("/contracts/{contract_id}/users/{user_id}/reissue", status_code=201)
@@ -776,28 +739,17 @@ async def reissue_user_id(
     contract_id: UUID,
     user_id: UUID,
     body: Reissue,
-    request: Request,
     principal: Operator,
-    contracts: ContractsDep,
-    store: IdempotencyDep,
-    if_match: IfMatchHeader = None,
-    key: IdempotencyKey = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 23(6): the company changes a compromised ID (notice follows, Art. 23(7))."""
-    version = expected_version(if_match)
-
-    async def command() -> tuple[int, dict[str, Any]]:
-        reissue = contracts.commands.reissue_user_id(
-            contract_id, user_id, body.reason, body.urgent, expected_version=version
-        )
-        registered = await contracts.execute_async(visible_to(reissue, principal.can_access))
-        return 201, {
-            "user_id": str(registered.user_id),
-            "contract_id": str(contract_id),
-            "version": registered.contract.version,
-        }
-
-    return await idempotent(request, store, principal, key, body, command)
+    return await call.register(
+        principal,
+        body,
+        call.commands.reissue_user_id(
+            contract_id, user_id, body.reason, body.urgent, expected_version=call.version
+        ),
+    )
 
 
 @router.post("/contracts/{contract_id}/erasure")
@@ -942,16 +894,15 @@ def get_service(principal: Reader, contracts: ContractsDep) -> JSONResponse:
 async def publish_terms(
     body: TermsIn,
     principal: Operator,
-    contracts: ContractsDep,
-    if_match: IfMatchHeader = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 2: publish a version of the terms with its content and effective date."""
-    service = await contracts.execute_async(
-        contracts.commands.publish_terms(
+    service = await call.contracts.execute_async(
+        call.contracts.commands.publish_terms(
             body.version,
             body.content,
             body.effective_date,
-            expected_version=expected_version(if_match),
+            expected_version=call.version,
         )
     )
     return JSONResponse(view_of_service(service), status_code=201)
@@ -961,14 +912,13 @@ async def publish_terms(
 async def announce_interruption(
     body: InterruptionIn,
     principal: Operator,
-    contracts: ContractsDep,
-    if_match: IfMatchHeader = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 10: announce an interruption of the service, with prior notice unless urgent."""
-    interruption_id = await contracts.execute_async(
-        contracts.commands.announce_interruption(
+    interruption_id = await call.contracts.execute_async(
+        call.contracts.commands.announce_interruption(
             body.reason_code, body.starts_at, body.ends_at, body.scope, body.description,
-            body.urgent, expected_version=expected_version(if_match),
+            body.urgent, expected_version=call.version,
         )
     )  # fmt: skip
     return JSONResponse({"interruption_id": str(interruption_id)}, status_code=201)
@@ -978,13 +928,12 @@ async def announce_interruption(
 def announce_discontinuation(
     body: DiscontinuationIn,
     principal: Operator,
-    contracts: ContractsDep,
-    if_match: IfMatchHeader = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 22: discontinue the service; the affected contracts end on the effective date."""
-    result = contracts.announce_discontinuation(
+    result = call.contracts.announce_discontinuation(
         body.effective_date, body.scope, body.description,
-        expected_version=expected_version(if_match),
+        expected_version=call.version,
     )  # fmt: skip
     return JSONResponse(
         {
@@ -999,15 +948,14 @@ def announce_discontinuation(
 async def change_fee(
     body: FeeChangeIn,
     principal: Operator,
-    contracts: ContractsDep,
-    if_match: IfMatchHeader = None,
+    call: CallDep,
 ) -> JSONResponse:
     """Art. 12(2): a new fee, effective only after notice with the fee and its date."""
-    service = await contracts.execute_async(
-        contracts.commands.change_fee(
+    service = await call.contracts.execute_async(
+        call.contracts.commands.change_fee(
             body.monthly_fee_per_id,
             body.effective_date,
-            expected_version=expected_version(if_match),
+            expected_version=call.version,
         )
     )
     return JSONResponse(view_of_service(service), status_code=201)
