@@ -72,6 +72,8 @@ GOALS: tuple[Goal, ...] = (
          at_least=5_000),
     Goal("billing.run.peak_mib", "billing run over 100,000 contracts, peak memory", "MiB",
          "billing-svc", at_most=1024),
+    Goal("billing.lag.p99", "contract commit → billing effect p99 at 200/s", "ms",
+         "billing-svc", at_most=50),
     Goal("contract.load_10k.ms", "load a contract with 10,000 events (snapshots)", "ms",
          "contract-svc", at_most=5),
 )  # fmt: skip
