@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -12,13 +13,15 @@ from datetime import date
 from typing import Any
 
 import asyncpg
+import nats
+from nats.aio.msg import Msg
 
 from bench.harness import Context, Figure, benchmark
 from bench.relay import _fresh_stream, contracts_app, new_contract, relay_settings
 from contract_svc.domain import Contract
 from contract_svc.published import event_id
 from smartid_events.consumer import Consumer
-from smartid_events.envelope import PARTITIONS, CloudEvent
+from smartid_events.envelope import HEADER_MSG_ID, PARTITIONS, CloudEvent
 from smartid_events.parked import ParkedStore
 from smartid_events.relay import Relay
 from smartid_events.store import asyncpg_dsn
@@ -102,6 +105,27 @@ async def commit_to_effect(ctx: Context) -> list[Figure]:
     stop = asyncio.Event()
     pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=2, max_size=8)
     tasks: list[asyncio.Task[None]] = []
+    # When each event reached NATS (a plain subscriber beside the stream): splits the latency
+    # into the relay's part (commit → published) and the consumer's (published → effect).
+    published: dict[str, float] = {}
+
+    async def on_published(msg: Msg) -> None:
+        if msg.headers and HEADER_MSG_ID in msg.headers:
+            published.setdefault(msg.headers[HEADER_MSG_ID], time.time())
+
+    # Collector pauses in this process (relay and consumer): how much of the tail they are.
+    pauses: list[float] = []
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            pauses.append((time.perf_counter() - gc_started[0]) * 1e3)
+
+    gc.callbacks.append(on_gc)
+    watcher = await nats.connect(ctx.nats_url)
+    await watcher.subscribe("smartid.contract.>", cb=on_published)
     try:
         await pool.execute(EFFECTS)
         contracts.save(new_contract(0, events=1))
@@ -147,6 +171,8 @@ async def commit_to_effect(ctx: Context) -> list[Figure]:
                 await task
         await pool.close()
         contracts.close()
+        await watcher.close()
+        gc.callbacks.remove(on_gc)
     window_start = started + WARMUP_S
     latencies = sorted(
         (committed[key] - at) * 1e3
@@ -156,8 +182,12 @@ async def commit_to_effect(ctx: Context) -> list[Figure]:
     measured = sum(1 for at in sent.values() if at >= window_start)
     missing = measured - len(latencies)
 
-    def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+    def pct(q: float, values: list[float] = latencies) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+    in_window = [k for k, at in sent.items() if at >= window_start and k in committed]
+    relay_ms = sorted((published[k] - sent[k]) * 1e3 for k in in_window if k in published)
+    consumer_ms = sorted((committed[k] - published[k]) * 1e3 for k in in_window if k in published)
 
     detail = {
         "commands": commands,
@@ -167,6 +197,13 @@ async def commit_to_effect(ctx: Context) -> list[Figure]:
         "p50_ms": round(pct(0.5), 2),
         "p99_ms": round(pct(0.99), 2),
         "max_ms": round(latencies[-1], 2),
+        "relay_p50_ms": round(pct(0.5, relay_ms), 2),
+        "relay_p99_ms": round(pct(0.99, relay_ms), 2),
+        "consumer_p50_ms": round(pct(0.5, consumer_ms), 2),
+        "consumer_p99_ms": round(pct(0.99, consumer_ms), 2),
+        "gc_pauses": len(pauses),
+        "gc_max_ms": round(max(pauses, default=0.0), 2),
+        "gc_total_ms": round(sum(pauses), 1),
         "partitions": PARTITIONS,
         "tracking": "SqlTracker",
     }

@@ -18,7 +18,9 @@ from typing import Any
 
 import asyncpg
 import nats
+import orjson
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -159,7 +161,14 @@ class Relay:
     async def _relay(
         self, dsn: str, lock_conn: asyncpg.Connection[Any], stop: asyncio.Event
     ) -> None:
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        # The position row is a hint, not the truth: on start and after every error the relay
+        # resumes from max(position, the stream's last `Smartid-Position`), and fencing keeps
+        # the stream a prefix of the log. A position lost in a PostgreSQL crash only re-reads
+        # rows that publish nothing, so its commit need not wait for a WAL flush (an fsync per
+        # batch, milliseconds of latency for every event behind it).
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=2, server_settings={"synchronous_commit": "off"}
+        )
         listen_conn = await asyncpg.connect(dsn)
         nc = await self.settings.connect(stop)
         try:
@@ -182,7 +191,9 @@ class Relay:
         nc: NatsClient,
         stop: asyncio.Event,
     ) -> None:
-        js = nc.jetstream(publish_async_max_pending=self.settings.batch_size * 2)
+        js = nc.jetstream()
+        acks = AckInbox()
+        await acks.subscribe(nc)
         name = relay_position_name(self.service)
         position = await get_position(pool, name)
         last_seq: int | None = None
@@ -209,13 +220,15 @@ class Relay:
                         await lock_conn.execute("SELECT 1")
                         await _wait_any(stop, self._wake, self.settings.poll_interval_s)
                         continue
-                    pending, error = await self._send(js, outgoing, last_seq)
+                    pending, error = await self._send(nc, acks, outgoing, last_seq)
                     if error is None:
                         # Read and translate the next batch while this one's acks are on their
                         # way: the translation's CPU overlaps nats-server's work on the acks.
                         after = outgoing[-1].position
                         prefetch = (after, asyncio.ensure_future(self._read(pool, after, batch)))
-                    reached, last_seq, ack_error = await self._acks(pending, position, last_seq)
+                    reached, last_seq, ack_error = await self._acks(
+                        acks, pending, position, last_seq
+                    )
                     error = error or ack_error
                     if reached > position:
                         await advance_position(pool, name, reached)
@@ -226,8 +239,9 @@ class Relay:
                         raise error
                     delay = self.settings.retry_delay_s
                     now = time.monotonic()
-                    # A round trip per batch would cost throughput; the gauge is sampled.
-                    if len(outgoing) < batch or now - lag_checked >= LAG_SAMPLE_S:
+                    # A round trip per batch would cost throughput and, when following the log
+                    # at a trickle, latency: the gauge is sampled (and set to 0 when idle).
+                    if now - lag_checked >= LAG_SAMPLE_S:
                         lag_checked = now
                         RELAY_LAG.labels(self.service).set(
                             max(0, await log_head(pool, self.settings.table) - position)
@@ -250,15 +264,13 @@ class Relay:
         rows = await read_log(pool, self.settings.table, after, limit)
         translate = self.settings.translator
         outgoing: list[Outgoing] = []
+        append = outgoing.append
         for row in rows:
             event = translate(row)
             if event is None:
-                outgoing.append(Outgoing(row.notification_id, None, b"", {}))
+                append(Outgoing(row.notification_id, None, b"", {}))
             else:
-                outgoing.append(
-                    Outgoing(row.notification_id, event.nats_subject, event.to_json(),
-                             event.headers())
-                )  # fmt: skip
+                append(Outgoing(row.notification_id, *event.wire()))
         return outgoing
 
     async def _next(
@@ -275,48 +287,52 @@ class Relay:
         return await self._read(pool, position, batch)
 
     async def _send(
-        self, js: JetStreamContext, outgoing: list[Outgoing], last_seq: int
-    ) -> tuple[list[tuple[int, asyncio.Future[Any] | None]], PublishError | None]:
-        """Publish without waiting: (position and ack future of each message sent, error)."""
-        pending: list[tuple[int, asyncio.Future[Any] | None]] = []
+        self, nc: NatsClient, acks: AckInbox, outgoing: list[Outgoing], last_seq: int
+    ) -> tuple[list[tuple[int, int]], PublishError | None]:
+        """Publish without waiting: (position and ack index of each row, -1 when not
+        published; error). Every ack of the window is collected by `acks`, none awaited here."""
+        pending: list[tuple[int, int]] = []
+        published = sum(1 for m in outgoing if m.subject is not None)
+        first = acks.open(published)
+        reply = acks.prefix
+        publish = nc.publish
         expected = last_seq
+        index = first
         for message in outgoing:
             if message.subject is None:
-                pending.append((message.position, None))
+                pending.append((message.position, -1))
                 continue
             headers = message.headers
             headers[EXPECTED_LAST_SEQUENCE] = str(expected)
             try:
-                # No wait_stall: the client's window is twice a batch, so this never blocks,
-                # and not yielding here lets the client write the whole window in one go.
-                future = await js.publish_async(message.subject, message.payload, headers=headers)
+                # Not yielding here lets the client write the whole window in one go.
+                await publish(message.subject, message.payload, f"{reply}{index}", headers)
             except Exception as e:  # any failure ends the window; what was sent is awaited
+                acks.truncate(index)
                 return pending, PublishError(f"publish failed: {e!r}")
-            pending.append((message.position, future))
+            pending.append((message.position, index))
             expected += 1
+            index += 1
         return pending, None
 
     async def _acks(
-        self, pending: list[tuple[int, asyncio.Future[Any] | None]], position: int, last_seq: int
+        self, acks: AckInbox, pending: list[tuple[int, int]], position: int, last_seq: int
     ) -> tuple[int, int, PublishError | None]:
-        """Await the acks in order: (last contiguous acked position, stream seq, error)."""
-        futures = [f for _, f in pending if f is not None]
-        if futures:
-            await asyncio.wait(futures, timeout=self.settings.ack_timeout_s)
+        """Await the window's acks at once, then take them in order: (last contiguous acked
+        position, stream seq, error)."""
+        await acks.wait(self.settings.ack_timeout_s)
         reached, published, error = position, 0, None
-        for notification_id, maybe_future in pending:
-            if maybe_future is None:
+        for notification_id, index in pending:
+            if index < 0:
                 reached = notification_id
                 continue
-            failure = _failure(maybe_future)
-            if failure is not None:
-                error = PublishError(f"no ack for position {notification_id}: {failure}")
+            result = acks.result(index)
+            if not isinstance(result, int):
+                error = PublishError(f"no ack for position {notification_id}: {result}")
                 break
-            reached, last_seq = notification_id, int(maybe_future.result().seq)
+            reached, last_seq = notification_id, result
             published += 1
-        for future in futures:
-            _failure(future)  # retrieved, so that asyncio does not log it as lost
-            future.cancel()  # the unacked rest: releases the client's window
+        acks.close()
         RELAY_PUBLISHED.labels(self.service).inc(published)
         return reached, last_seq, error
 
@@ -329,7 +345,7 @@ class Relay:
         return target
 
 
-@dataclass
+@dataclass(slots=True)
 class Outgoing:
     """A log row as the message it becomes; `subject` None when the row is not published."""
 
@@ -341,15 +357,91 @@ class Outgoing:
 
 Prefetch = tuple[int, "asyncio.Future[list[Outgoing]]"]
 
+# What an ack slot holds: the stream sequence, or why there is none.
+AckResult = int | str
 
-def _failure(future: asyncio.Future[Any]) -> str | None:
-    """Why a publish has no ack (None when it has one)."""
-    if not future.done():
-        return "timed out"
-    if future.cancelled():
-        return "cancelled"
-    e = future.exception()
-    return None if e is None else repr(e)
+
+class AckInbox:
+    """The acks of the relay's publishes, collected per window by one subscription.
+
+    Each publish's reply subject is `<inbox>.<n>`, n counting up for the life of the
+    connection, so acks of an abandoned window (after a timeout) are told apart and dropped.
+    Instead of a future, a semaphore slot and a `PubAck` dataclass per message (nats-py's
+    `publish_async`), an ack is one slot in a list and the window has one event.
+    """
+
+    def __init__(self) -> None:
+        self.prefix = ""
+        self._first = 0
+        self._next = 0
+        self._results: list[AckResult | None] = []  # None: no ack yet
+        self._waiting = 0
+        self._done = asyncio.Event()
+
+    async def subscribe(self, nc: NatsClient) -> None:
+        # `new_inbox` honours the connection's inbox prefix (a service user's own, natsconn).
+        self.prefix = f"{nc.new_inbox()}."
+        await nc.subscribe(f"{self.prefix}*", cb=self._on_ack)
+
+    def open(self, size: int) -> int:
+        """Start a window of `size` publishes; the index of its first."""
+        self._first = self._next
+        self._next += size
+        self._results = [None] * size
+        self._waiting = size
+        if size:
+            self._done.clear()
+        else:
+            self._done.set()
+        return self._first
+
+    def truncate(self, end: int) -> None:
+        """Publishing stopped before index `end`: wait only for the ones sent."""
+        sent = end - self._first
+        self._waiting -= len(self._results) - sent
+        del self._results[sent:]
+        if self._waiting <= 0:
+            self._done.set()
+
+    async def wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._done.wait(), seconds)
+
+    def result(self, index: int) -> AckResult:
+        result = self._results[index - self._first]
+        return "timed out" if result is None else result
+
+    def close(self) -> None:
+        """Acks still to come for this window are dropped."""
+        self._first = self._next
+        self._results = []
+        self._waiting = 0
+
+    async def _on_ack(self, msg: Msg) -> None:
+        try:
+            slot = int(msg.subject[len(self.prefix) :]) - self._first
+        except ValueError:
+            return
+        if not 0 <= slot < len(self._results) or self._results[slot] is not None:
+            return
+        self._results[slot] = _ack_result(msg)
+        self._waiting -= 1
+        if self._waiting == 0:
+            self._done.set()
+
+
+def _ack_result(msg: Msg) -> AckResult:
+    """The stream sequence a JetStream ack gives (a duplicate's too), or why it is no ack."""
+    headers = msg.headers
+    if headers and headers.get("Status"):  # e.g. 503: no stream is listening
+        return f"status {headers.get('Status')} {headers.get('Description', '')}".strip()
+    try:
+        body = orjson.loads(msg.data)
+    except orjson.JSONDecodeError:
+        return f"not an ack: {msg.data[:100]!r}"
+    if not isinstance(body, dict) or "error" in body or "seq" not in body:
+        return f"refused: {body!r}"[:300]
+    return int(body["seq"])
 
 
 async def rebuild_stream(
