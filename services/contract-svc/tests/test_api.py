@@ -630,3 +630,34 @@ async def test_contract_svc_is_ready_when_postgres_and_nats_answer(api: Api) -> 
     response = await api.client.get("/readyz")
     assert response.status_code == 200, response.text
     assert response.json()["checks"] == {"postgres": "ok", "nats": "ok"}
+
+
+async def test_an_id_change_takes_effect_once_its_notice_is_complete(api: Api) -> None:
+    contract = await api.active()
+    user = await api.client.post(
+        f"/v1/contracts/{contract['id']}/users",
+        json={
+            "name": "山田太郎",
+            "email": "taro@example.co.jp",
+            "consent": {"obtained_at": "2026-06-01T09:00:00+09:00", "method": "paper"},
+        },
+        headers=auth(OPERATOR),
+    )
+    user_id = user.json()["user_id"]
+    base = f"/v1/contracts/{contract['id']}/users/{user_id}"
+    await api.client.post(f"{base}/compromise", json={}, headers=auth(OPERATOR))
+    reissued = await api.client.post(
+        f"{base}/reissue", json={"reason": "スマートフォン紛失"}, headers=auth(OPERATOR)
+    )
+    assert reissued.status_code == 201, reissued.text
+    new_id = reissued.json()["user_id"]
+    before = await api.client.get(f"/v1/contracts/{contract['id']}", headers=auth(OPERATOR))
+    assert [u["user_id"] for u in before.json()["users"]] == [user_id]  # Art. 23(7): not yet
+    done = await api.client.post(
+        f"/v1/contracts/{contract['id']}/notice-completion",
+        json={"notice_for": "reissue", "completed_at": "2026-11-25T09:00:00+09:00",
+              "user_id": user_id},
+        headers=auth(OPERATOR),
+    )  # fmt: skip
+    assert done.status_code == 200, done.text
+    assert [u["user_id"] for u in done.json()["users"]] == [new_id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from uuid import UUID
 
 import pytest
 from contract_builders import (
@@ -14,6 +15,7 @@ from contract_builders import (
     a_terminated_contract,
     an_active_contract,
     an_application,
+    replay,
 )
 
 from contract_svc.domain import (
@@ -411,14 +413,44 @@ def test_only_a_compromised_id_is_reissued() -> None:
         contract.reissue_user_id(user_id, "reported lost")
 
 
-def test_a_reissued_id_replaces_the_compromised_one_with_notice_unless_urgent() -> None:
+def a_contract_with_a_compromised_user() -> tuple[Contract, UUID]:
     contract = an_active_contract()
     user_id = contract.register_user("Taro", "taro@x.example", a_consent())
     contract.report_compromise(user_id, NOW)
-    new_id = contract.reissue_user_id(user_id, "phone stolen")
+    return contract, user_id
+
+
+def test_an_urgent_reissue_replaces_the_compromised_id_at_once() -> None:
+    contract, user_id = a_contract_with_a_compromised_user()
+    new_id = contract.reissue_user_id(user_id, "phone stolen", urgent=True)
     assert list(contract.users) == [str(new_id)]
+    assert not contract.users[str(new_id)].compromised
+
+
+def test_a_reissue_that_is_not_urgent_waits_for_its_notice_under_article_23_7() -> None:
+    contract, user_id = a_contract_with_a_compromised_user()
+    new_id = contract.reissue_user_id(user_id, "phone stolen")
     reissued = contract.pending_events[-1]
     assert isinstance(reissued, Contract.UserIdReissued) and reissued.notice_required
+    assert list(contract.users) == [str(user_id)]
+    assert contract.users[str(user_id)].reissue_to == new_id
+
+    contract.record_notice_completion(NoticeFor.REISSUE, NOW, user_id)
+    assert list(contract.users) == [str(new_id)]
+    assert replay(contract).users == contract.users
+
+
+def test_a_reissue_notice_cannot_complete_without_a_pending_change() -> None:
+    contract, user_id = a_contract_with_a_compromised_user()
+    with pytest.raises(NoNoticePendingError):
+        contract.record_notice_completion(NoticeFor.REISSUE, NOW, user_id)
+
+
+def test_a_user_whose_id_change_waits_for_notice_is_not_reissued_twice() -> None:
+    contract, user_id = a_contract_with_a_compromised_user()
+    contract.reissue_user_id(user_id, "phone stolen")
+    with pytest.raises(ReissueNeedsCompromiseError):
+        contract.reissue_user_id(user_id, "again")
 
 
 # Construction (Art. 14)

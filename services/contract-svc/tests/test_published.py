@@ -24,6 +24,7 @@ def every_event() -> list[Any]:
     user_id = contract.register_user("Sato Hanako", "hanako@x.example", a_consent())
     contract.report_compromise(user_id, NOW)
     new_id = contract.reissue_user_id(user_id, "stolen phone")
+    contract.record_notice_completion(NoticeFor.REISSUE, NOW, user_id)
     contract.remove_user(new_id)
     contract.record_succession(
         a_contractor("B K.K."), SuccessionCause.MERGER, "D-1", date(2026, 5, 2)

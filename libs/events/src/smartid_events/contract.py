@@ -155,9 +155,11 @@ TERMINATION_TOOK_EFFECT = _register(
 )
 NOTICE_COMPLETED = _register(
     "NoticeCompleted",
-    "Art. 24: the prior notice of a suspension or termination was complete at `completed_at`.",
+    "Art. 24: the prior notice of a suspension, termination or user-ID change (Art. 23(7)) was "
+    "complete at `completed_at`; for an ID change, `user_id` names the user whose ID changed.",
     _contract_event(
-        {"notice_for": {"enum": ["suspension", "termination"]}, "completed_at": _MOMENT}
+        {"notice_for": {"enum": ["suspension", "termination", "reissue"]}, "completed_at": _MOMENT},
+        {"user_id": _UUID},
     ),
 )
 CONTRACTOR_SUCCEEDED = _register(
@@ -200,7 +202,8 @@ USER_CREDENTIALS_COMPROMISED = _register(
 )
 USER_ID_REISSUED = _register(
     "UserIdReissued",
-    "Art. 23(6)-(7): the user's ID was replaced by `new_user_id`; notice first unless urgent.",
+    "Art. 23(6)-(7): the user's ID is replaced by `new_user_id`: at once when urgent, otherwise "
+    "once the notice with the reason is complete (`NoticeCompleted` with notice_for reissue).",
     _contract_event(
         {
             "user_id": _UUID,

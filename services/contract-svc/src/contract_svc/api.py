@@ -218,8 +218,9 @@ class Reissue(Body):
 
 
 class NoticeCompletion(Body):
-    notice_for: Literal["suspension", "termination"]
+    notice_for: Literal["suspension", "termination", "reissue"]
     completed_at: datetime
+    user_id: UUID | None = Field(default=None, description="The user, for a reissue notice")
 
 
 # Coroutines: FastAPI runs a `def` dependency in its thread pool, a hand-off per request.
@@ -579,7 +580,11 @@ async def complete_notice(
         principal,
         body,
         call.commands.record_notice_completion(
-            contract_id, body.notice_for, body.completed_at, expected_version=call.version
+            contract_id,
+            body.notice_for,
+            body.completed_at,
+            body.user_id,
+            expected_version=call.version,
         ),
     )
 

@@ -253,6 +253,7 @@ class ContractCommands:
         contract_id: UUID,
         notice_for: NoticeFor | str,
         completed_at: datetime,
+        user_id: UUID | None = None,
         *,
         expected_version: int | None = None,
     ) -> Command[Contract]:
@@ -260,7 +261,7 @@ class ContractCommands:
         return self._change(
             contract_id,
             expected_version,
-            lambda c: c.record_notice_completion(NoticeFor(notice_for), completed_at),
+            lambda c: c.record_notice_completion(NoticeFor(notice_for), completed_at, user_id),
         )
 
     def take_effect(self, contract_id: UUID, today: date) -> Command[list[DueChange]]:

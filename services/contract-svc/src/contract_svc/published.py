@@ -43,6 +43,16 @@ def _applied(e: Contract.Applied) -> dict[str, Any]:
 
 _EFFECTIVE = _fields("effective_date")
 
+
+def _notice_completed(e: Contract.NoticeCompleted) -> dict[str, Any]:
+    data = {"notice_for": e.notice_for, "completed_at": jsonable(e.completed_at)}
+    # Only a reissue notice names its user (events recorded before it existed have none).
+    user_id = vars(e).get("user_id")
+    if user_id is not None:
+        data["user_id"] = str(user_id)
+    return data
+
+
 CONTRACT_EVENTS: dict[type[Any], DataOf] = {
     Contract.Applied: _applied,
     Contract.Approved: _fields("start_date"),
@@ -63,7 +73,7 @@ CONTRACT_EVENTS: dict[type[Any], DataOf] = {
         "written_notice_received_on",
     ),
     Contract.TerminationTookEffect: _EFFECTIVE,
-    Contract.NoticeCompleted: _fields("notice_for", "completed_at"),
+    Contract.NoticeCompleted: _notice_completed,
     Contract.ContractorSucceeded: _fields(
         "cause", "tenant_id", "effective_date", "contractor_name"
     ),

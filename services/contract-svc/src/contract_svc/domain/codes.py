@@ -58,3 +58,4 @@ class NoticeFor(StrEnum):
 
     SUSPENSION = "suspension"
     TERMINATION = "termination"
+    REISSUE = "reissue"  # Art. 23(7): a user's ID is changed only after notice with the reason

@@ -419,8 +419,17 @@ class Contract(Aggregate):
 
     # Notices (Art. 24) reported complete by the notification service
 
-    def record_notice_completion(self, notice_for: NoticeFor, completed_at: datetime) -> None:
+    def record_notice_completion(
+        self, notice_for: NoticeFor, completed_at: datetime, user_id: UUID | None = None
+    ) -> None:
         self._ensure_not_ended()
+        if notice_for is NoticeFor.REISSUE:
+            if user_id is None or self._user(user_id).reissue_to is None:
+                raise NoNoticePendingError("no notice of an ID change is waiting for this user")
+            self._notice_completed(
+                notice_for=notice_for.value, completed_at=completed_at, user_id=str(user_id)
+            )
+            return
         pending: Suspension | Termination | None = (
             self.suspension if notice_for is NoticeFor.SUSPENSION else self.termination
         )
@@ -431,10 +440,17 @@ class Contract(Aggregate):
     class NoticeCompleted(Aggregate.Event):
         notice_for: str
         completed_at: datetime
+        user_id: str | None = None  # a reissue notice's user (Art. 23(7))
 
     @event(NoticeCompleted)
-    def _notice_completed(self, notice_for: str, completed_at: datetime) -> None:
-        if notice_for == NoticeFor.SUSPENSION.value and self.suspension is not None:
+    def _notice_completed(
+        self, notice_for: str, completed_at: datetime, user_id: str | None = None
+    ) -> None:
+        if notice_for == NoticeFor.REISSUE.value and user_id is not None:
+            reissue_to = self.users[user_id].reissue_to
+            assert reissue_to is not None
+            self._swap_user_id(UUID(user_id), reissue_to)
+        elif notice_for == NoticeFor.SUSPENSION.value and self.suspension is not None:
             self.suspension = replace(self.suspension, notice_completed_at=completed_at)
         elif self.termination is not None:
             self.termination = replace(self.termination, notice_completed_at=completed_at)
@@ -696,8 +712,13 @@ class Contract(Aggregate):
     def reissue_user_id(self, user_id: UUID, reason: str, urgent: bool = False) -> UUID:
         """Art. 23(6): change a compromised ID; 23(7) wants a notice with the reason first."""
         self._ensure_in_force()
-        if not self._user(user_id).compromised:
+        user = self._user(user_id)
+        if not user.compromised:
             raise ReissueNeedsCompromiseError("only a reportedly compromised ID is changed")
+        if user.reissue_to is not None:
+            raise ReissueNeedsCompromiseError(
+                f"a change of this ID to {user.reissue_to} already waits for its notice"
+            )
         _require_text(reason, "reason")
         new_user_id = uuid4()
         self._user_id_reissued(
@@ -720,8 +741,18 @@ class Contract(Aggregate):
     def _user_id_reissued(
         self, user_id: UUID, new_user_id: UUID, reason: str, urgent: bool, notice_required: bool
     ) -> None:
+        if notice_required:
+            # Art. 23(7): decided now; the ID changes once the notice with its reason is complete.
+            key = str(user_id)
+            self.users[key] = replace(self.users[key], reissue_to=new_user_id)
+        else:
+            self._swap_user_id(user_id, new_user_id)
+
+    def _swap_user_id(self, user_id: UUID, new_user_id: UUID) -> None:
         old = self.users.pop(str(user_id))
-        self.users[str(new_user_id)] = replace(old, user_id=new_user_id, compromised=False)
+        self.users[str(new_user_id)] = replace(
+            old, user_id=new_user_id, compromised=False, reissue_to=None
+        )
 
     def _user(self, user_id: UUID) -> User:
         try:

@@ -44,6 +44,8 @@ class User:
     consent_obtained_at: datetime
     consent_method: str
     compromised: bool = False
+    # Art. 23(7): the ID it will be changed to once the notice of the change is complete.
+    reissue_to: UUID | None = None
 
 
 @dataclass(frozen=True)
