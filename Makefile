@@ -15,7 +15,9 @@ test: install ## run the whole test suite against its own throwaway PostgreSQL a
 	$(UV) run --frozen pytest
 
 install: ## install uv (if missing) and every package of the workspace from uv.lock
-	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || python3 -m pip install --user --quiet uv
+	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || \
+		python3 -m pip install --user --quiet uv 2>/dev/null || \
+		python3 -m pip install --user --quiet --break-system-packages uv
 	$(UV) sync --frozen --all-packages
 
 lint: install ## ruff and import-linter
