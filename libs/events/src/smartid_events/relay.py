@@ -220,16 +220,16 @@ class Relay:
                         await lock_conn.execute("SELECT 1")
                         await _wait_any(stop, self._wake, self.settings.poll_interval_s)
                         continue
-                    pending, error = await self._send(nc, acks, outgoing, last_seq)
-                    if error is None:
-                        # Read and translate the next batch while this one's acks are on their
-                        # way: the translation's CPU overlaps nats-server's work on the acks.
-                        after = outgoing[-1].position
-                        prefetch = (after, asyncio.ensure_future(self._read(pool, after, batch)))
-                    reached, last_seq, ack_error = await self._acks(
-                        acks, pending, position, last_seq
+                    published, error = await self._send(nc, acks, outgoing, last_seq)
+                    if error is not None:
+                        raise error
+                    # Read and translate the next batch while this one's ack is on its way:
+                    # the translation's CPU overlaps nats-server's work on the window.
+                    after = outgoing[-1].position
+                    prefetch = (after, asyncio.ensure_future(self._read(pool, after, batch)))
+                    reached, last_seq, error = await self._confirm(
+                        acks, outgoing, published, position, last_seq
                     )
-                    error = error or ack_error
                     if reached > position:
                         await advance_position(pool, name, reached)
                         position = reached
@@ -288,53 +288,61 @@ class Relay:
 
     async def _send(
         self, nc: NatsClient, acks: AckInbox, outgoing: list[Outgoing], last_seq: int
-    ) -> tuple[list[tuple[int, int]], PublishError | None]:
-        """Publish without waiting: (position and ack index of each row, -1 when not
-        published; error). Every ack of the window is collected by `acks`, none awaited here."""
-        pending: list[tuple[int, int]] = []
-        published = sum(1 for m in outgoing if m.subject is not None)
-        first = acks.open(published)
-        reply = acks.prefix
+    ) -> tuple[int, PublishError | None]:
+        """Publish the window without waiting: (messages published, error).
+
+        Only the window's last message asks for an ack: each message is fenced on the stream
+        sequence before it, so that ack, at `last_seq + published`, proves every message of
+        the window was stored once and in order. An ack per message would double nats-server's
+        and our work per event for no more certainty.
+        """
+        count = sum(1 for m in outgoing if m.subject is not None)
+        last = acks.open(1 if count else 0)
+        reply = f"{acks.prefix}{last}"
         publish = nc.publish
         expected = last_seq
-        index = first
+        sent = 0
         for message in outgoing:
             if message.subject is None:
-                pending.append((message.position, -1))
                 continue
             headers = message.headers
             headers[EXPECTED_LAST_SEQUENCE] = str(expected)
+            sent += 1
             try:
                 # Not yielding here lets the client write the whole window in one go.
-                await publish(message.subject, message.payload, f"{reply}{index}", headers)
-            except Exception as e:  # any failure ends the window; what was sent is awaited
-                acks.truncate(index)
-                return pending, PublishError(f"publish failed: {e!r}")
-            pending.append((message.position, index))
+                await publish(
+                    message.subject, message.payload, reply if sent == count else "", headers
+                )
+            except Exception as e:  # the window is unconfirmed: resync from the stream's tail
+                acks.close()
+                return sent - 1, PublishError(f"publish failed: {e!r}")
             expected += 1
-            index += 1
-        return pending, None
+        return count, None
 
-    async def _acks(
-        self, acks: AckInbox, pending: list[tuple[int, int]], position: int, last_seq: int
+    async def _confirm(
+        self,
+        acks: AckInbox,
+        outgoing: list[Outgoing],
+        published: int,
+        position: int,
+        last_seq: int,
     ) -> tuple[int, int, PublishError | None]:
-        """Await the window's acks at once, then take them in order: (last contiguous acked
-        position, stream seq, error)."""
+        """Await the window's ack: (position reached, stream seq, error). Unconfirmed, nothing
+        is assumed: the relay resyncs from the stream's tail, where whatever landed shows."""
+        if not published:
+            return outgoing[-1].position, last_seq, None
+        first = acks.open_index
         await acks.wait(self.settings.ack_timeout_s)
-        reached, published, error = position, 0, None
-        for notification_id, index in pending:
-            if index < 0:
-                reached = notification_id
-                continue
-            result = acks.result(index)
-            if not isinstance(result, int):
-                error = PublishError(f"no ack for position {notification_id}: {result}")
-                break
-            reached, last_seq = notification_id, result
-            published += 1
+        result = acks.result(first)
         acks.close()
-        RELAY_PUBLISHED.labels(self.service).inc(published)
-        return reached, last_seq, error
+        if result == last_seq + published:
+            RELAY_PUBLISHED.labels(self.service).inc(published)
+            return outgoing[-1].position, last_seq + published, None
+        why = result if isinstance(result, str) else f"stored at {result} (a duplicate?)"
+        error = PublishError(
+            f"window of {published} after stream seq {last_seq} not confirmed: {why}"
+        )
+        return position, last_seq, error
 
     async def catch_up(self, stop: asyncio.Event | None = None) -> int:
         """Lead, publish everything up to the log's current head, and return that head."""
@@ -395,17 +403,14 @@ class AckInbox:
             self._done.set()
         return self._first
 
-    def truncate(self, end: int) -> None:
-        """Publishing stopped before index `end`: wait only for the ones sent."""
-        sent = end - self._first
-        self._waiting -= len(self._results) - sent
-        del self._results[sent:]
-        if self._waiting <= 0:
-            self._done.set()
-
     async def wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._done.wait(), seconds)
+
+    @property
+    def open_index(self) -> int:
+        """The index of the open window's first publish."""
+        return self._first
 
     def result(self, index: int) -> AckResult:
         result = self._results[index - self._first]
