@@ -9,7 +9,15 @@ from fastapi import Depends, FastAPI
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from smartid_events.auth import SCOPES, Principal, mint_token, require, verify_token
+from smartid_events.auth import (
+    SCOPES,
+    InvalidTokenError,
+    Principal,
+    TokenVerifier,
+    mint_token,
+    require,
+    verify_token,
+)
 from smartid_events.cli import main as smartid
 from smartid_events.settings import ServiceSettings
 from smartid_events.web import create_service_app
@@ -142,3 +150,35 @@ async def test_the_cli_mints_a_token_the_services_accept(
     assert principal.tenant == "c9"
     assert principal.scopes == {"contracts:read", "billing:read"}
     assert principal.role == "contractor"
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_verified_token_is_remembered_until_it_expires() -> None:
+    issued = datetime.now(UTC)
+    token = mint_token(
+        SECRET, sub="a", role="operator", scopes=SCOPES, now=issued, ttl=timedelta(minutes=5)
+    )
+    clock = _Clock(issued.timestamp())
+    verifier = TokenVerifier(SECRET, clock=clock)
+    first = verifier(token)
+    assert verifier(token) is first  # from the cache
+    clock.now = issued.timestamp() + 300  # exp by the verifier's clock: checked afresh
+    assert verifier(token) is not first
+
+
+def test_a_token_the_verifier_refused_stays_refused_and_the_cache_is_bounded() -> None:
+    verifier = TokenVerifier(SECRET, cache_size=2)
+    forged = mint_token("z" * 40, sub="a", role="operator", scopes=SCOPES)
+    for _ in range(2):
+        with pytest.raises(InvalidTokenError):
+            verifier(forged)
+    tokens = [mint_token(SECRET, sub=f"u{i}", role="operator", scopes=SCOPES) for i in range(3)]
+    assert [verifier(t).sub for t in tokens] == ["u0", "u1", "u2"]
+    assert len(verifier._verified) == 2

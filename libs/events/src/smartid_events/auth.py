@@ -10,6 +10,9 @@ cannot learn which other contracts exist.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -96,6 +99,11 @@ def mint_token(
 
 
 def verify_token(secret: str, token: str) -> Principal:
+    return _verify(secret, token)[0]
+
+
+def _verify(secret: str, token: str) -> tuple[Principal, float]:
+    """The token's principal and its `exp` (seconds since the epoch)."""
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
@@ -113,17 +121,55 @@ def verify_token(secret: str, token: str) -> Principal:
         raise InvalidTokenError("tenant must be a string")
     if role == "contractor" and not tenant:
         raise InvalidTokenError("a contractor's token needs a tenant")
-    return Principal(sub=str(claims["sub"]), role=role, scopes=frozenset(scopes), tenant=tenant)
+    principal = Principal(
+        sub=str(claims["sub"]), role=role, scopes=frozenset(scopes), tenant=tenant
+    )
+    return principal, float(claims["exp"])
 
 
-@dataclass(frozen=True)
+VERIFIED_TOKENS_KEPT = 4096
+
+
 class TokenVerifier:
-    """What `create_service_app` puts on `app.state.token_verifier`."""
+    """What `create_service_app` puts on `app.state.token_verifier`.
 
-    secret: str
+    Remembers the last `cache_size` tokens it verified, keyed by the token string, until their
+    `exp`: a token's signature and claims cannot change, and one that was valid stays valid
+    until it expires (`nbf` and `iat` only recede). Verifying with PyJWT costs more than the
+    rest of a command's request handling; a client sends the same token for an hour. Tokens
+    that fail are not remembered.
+    """
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        cache_size: int = VERIFIED_TOKENS_KEPT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.secret = secret
+        self._cache_size = cache_size
+        self._clock = clock
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __call__(self, token: str) -> Principal:
-        return verify_token(self.secret, token)
+        now = self._clock()
+        with self._lock:
+            known = self._verified.get(token)
+            if known is not None:
+                if now < known[1]:  # PyJWT: expired when exp <= now
+                    self._verified.move_to_end(token)
+                    return known[0]
+                del self._verified[token]
+        principal, expires = _verify(self.secret, token)
+        if self._cache_size > 0:
+            with self._lock:
+                self._verified[token] = (principal, expires)
+                self._verified.move_to_end(token)
+                while len(self._verified) > self._cache_size:
+                    self._verified.popitem(last=False)
+        return principal
 
 
 _bearer = HTTPBearer(auto_error=False)

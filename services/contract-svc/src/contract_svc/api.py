@@ -40,6 +40,7 @@ from contract_svc.projections import ContractSearch, ReadModel
 from contract_svc.views import contract_view, jsonable
 from smartid_events.auth import Principal, require
 from smartid_events.groupcommit import Command, CommitterClosedError, CommitterOverloadedError
+from smartid_events.web.responses import OrjsonResponse
 
 # Rule errors about the request's own values (422); the rest conflict with the contract's state.
 UNPROCESSABLE_RULES = frozenset(
@@ -275,7 +276,7 @@ def owned(contracts: Contracts, contract_id: UUID, principal: Principal) -> Cont
 
 
 def contract_response(contract: Contract, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(
+    return OrjsonResponse(
         contract_view(contract),
         status_code=status_code,
         headers={"ETag": f'"{contract.version}"'},
@@ -289,21 +290,24 @@ async def idempotent(
     key: str | None,
     body: BaseModel | None,
     command: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
+    *,
+    location: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> JSONResponse:
     """Run `command` once per Idempotency-Key; a repeat gets the first response.
 
     The store is synchronous: it runs in a thread, and only for requests that carry a key.
+    `location` gives the `Location` header from the response's content, if any.
     """
     if key is None:
         status, content = await command()
-        return _json(status, content)
+        return _json(status, content, location=location)
     tenant = principal.tenant or f"operator:{principal.sub}"
     payload = body.model_dump(mode="json") if body is not None else None
     digest = fingerprint(request.method, request.url.path, payload)
     replay = await asyncio.to_thread(store.begin, tenant, key, digest)
     if replay is not None:
         stored = replay.response
-        return _json(int(stored["status"]), stored["body"], replayed=True)
+        return _json(int(stored["status"]), stored["body"], replayed=True, location=location)
     try:
         status, content = await command()
     except TimeoutError:
@@ -313,16 +317,24 @@ async def idempotent(
         await asyncio.to_thread(store.abandon, tenant, key)
         raise
     await asyncio.to_thread(store.complete, tenant, key, {"status": status, "body": content})
-    return _json(status, content)
+    return _json(status, content, location=location)
 
 
-def _json(status: int, content: dict[str, Any], *, replayed: bool = False) -> JSONResponse:
+def _json(
+    status: int,
+    content: dict[str, Any],
+    *,
+    replayed: bool = False,
+    location: Callable[[dict[str, Any]], str | None] | None = None,
+) -> JSONResponse:
     headers = {}
     if "version" in content:
         headers["ETag"] = f'"{content["version"]}"'
     if replayed:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(content, status_code=status, headers=headers)
+    if location is not None and (where := location(content)):
+        headers["Location"] = where
+    return OrjsonResponse(content, status_code=status, headers=headers)
 
 
 @dataclass(frozen=True)
@@ -410,18 +422,14 @@ async def apply(body: Application, principal: Writer, call: CallDep) -> JSONResp
         )
         return 201, contract_view(contract)
 
-    response = await idempotent(call.request, call.store, principal, call.key, body, command)
-    contract_id = _body_of(response).get("id")
-    if contract_id:
-        response.headers["Location"] = f"/v1/contracts/{contract_id}"
-    return response
+    return await idempotent(
+        call.request, call.store, principal, call.key, body, command, location=_contract_location
+    )
 
 
-def _body_of(response: JSONResponse) -> dict[str, Any]:
-    import orjson
-
-    loaded = orjson.loads(bytes(response.body))
-    return loaded if isinstance(loaded, dict) else {}
+def _contract_location(content: dict[str, Any]) -> str | None:
+    contract_id = content.get("id")
+    return f"/v1/contracts/{contract_id}" if contract_id else None
 
 
 @router.post("/contracts/{contract_id}/approval")
@@ -801,14 +809,14 @@ ERROR_TABLE[AsOfWithoutZoneError] = 422
 def get_history(contract_id: UUID, principal: Reader, contracts: ContractsDep) -> JSONResponse:
     """The contract's history, oldest first."""
     owned(contracts, contract_id, principal)
-    return JSONResponse(contracts.history(contract_id))
+    return OrjsonResponse(contracts.history(contract_id))
 
 
 @router.get("/contracts/{contract_id}/export")
 def export(contract_id: UUID, principal: Reader, contracts: ContractsDep) -> JSONResponse:
     """Art. 19(2): all of the contract's data and events in one document."""
     owned(contracts, contract_id, principal)
-    return JSONResponse(
+    return OrjsonResponse(
         jsonable(contracts.export(contract_id)),
         headers={"Content-Disposition": f'attachment; filename="contract-{contract_id}.json"'},
     )
@@ -892,7 +900,7 @@ def view_of_service(service: Service | None) -> dict[str, Any]:
 @router.get("/service")
 def get_service(principal: Reader, contracts: ContractsDep) -> JSONResponse:
     """The service-wide facts: terms versions, interruptions, discontinuation, fees."""
-    return JSONResponse(service_view(contracts))
+    return OrjsonResponse(service_view(contracts))
 
 
 @router.post("/terms", status_code=201)
@@ -910,7 +918,7 @@ async def publish_terms(
             expected_version=call.version,
         )
     )
-    return JSONResponse(view_of_service(service), status_code=201)
+    return OrjsonResponse(view_of_service(service), status_code=201)
 
 
 @router.post("/interruptions", status_code=201)
@@ -926,7 +934,7 @@ async def announce_interruption(
             body.urgent, expected_version=call.version,
         )
     )  # fmt: skip
-    return JSONResponse({"interruption_id": str(interruption_id)}, status_code=201)
+    return OrjsonResponse({"interruption_id": str(interruption_id)}, status_code=201)
 
 
 @router.post("/discontinuations", status_code=201)
@@ -940,7 +948,7 @@ def announce_discontinuation(
         body.effective_date, body.scope, body.description,
         expected_version=call.version,
     )  # fmt: skip
-    return JSONResponse(
+    return OrjsonResponse(
         {
             "ended": [str(c) for c in result.ended],
             "unchanged": {str(c): e.rule for c, e in result.refused.items()},
@@ -963,4 +971,4 @@ async def change_fee(
             expected_version=call.version,
         )
     )
-    return JSONResponse(view_of_service(service), status_code=201)
+    return OrjsonResponse(view_of_service(service), status_code=201)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
 
@@ -17,9 +19,18 @@ REQUEST_DURATION = Histogram(
 # that scanners cannot blow up the number of series.
 UNMATCHED_ROUTE = "<unmatched>"
 
+# The histogram's child per (route, method, status): `labels()` validates, locks and builds
+# its key on every call; a dict hit is what a request needs. One entry per series.
+_series: dict[tuple[str, str, int], Any] = {}
+
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
-    REQUEST_DURATION.labels(route=route, method=method, status=str(status)).observe(seconds)
+    key = (route, method, status)
+    series = _series.get(key)
+    if series is None:
+        series = REQUEST_DURATION.labels(route=route, method=method, status=str(status))
+        _series[key] = series
+    series.observe(seconds)
 
 
 def metrics_endpoint() -> Response:

@@ -17,6 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from smartid_events.web.responses import OrjsonResponse
+
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://smartid.secom.example/problems/"
 
@@ -58,7 +60,7 @@ def problem_response(
     if instance:
         body["instance"] = instance
     body.update({k: v for k, v in extensions.items() if v is not None})
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return OrjsonResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def field_name(loc: tuple[int | str, ...]) -> str:
