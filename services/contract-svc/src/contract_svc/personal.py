@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
+import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import DomainEventProtocol, Snapshot
-from eventsourcing.persistence import StoredEvent, Transcoder
+from eventsourcing.persistence import JSONTranscoder, StoredEvent, Transcoder, Transcoding
 from eventsourcing.utils import resolve_topic
 
 from contract_svc.domain import ERASED
@@ -22,12 +23,79 @@ SEALED = "_sealed_"
 NONCE_BYTES = 12
 
 
+class Addressed(Protocol):
+    """What `prefetch` reads of a stored event."""
+
+    @property
+    def originator_id(self) -> UUID | str: ...
+
+    @property
+    def topic(self) -> str: ...
+
+
 class SnapshotErasedError(UnreadableSnapshotError):
     """A sealed snapshot whose key is gone: rebuild the aggregate from its events instead."""
 
 
+_FIELDS: dict[type[Any], tuple[str, ...]] = {}
+_TOPIC_FIELDS: dict[str, tuple[str, ...]] = {}
+
+
 def personal_fields_of(cls: type[Any]) -> tuple[str, ...]:
-    return tuple(getattr(cls, "personal_fields", ()))
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        fields = _FIELDS[cls] = tuple(getattr(cls, "personal_fields", ()))
+    return fields
+
+
+def _personal_fields_of_topic(topic: str) -> tuple[str, ...]:
+    fields = _TOPIC_FIELDS.get(topic)
+    if fields is None:
+        fields = _TOPIC_FIELDS[topic] = personal_fields_of(resolve_topic(topic))
+    return fields
+
+
+class OrjsonDecoding(Transcoder):
+    """eventsourcing's `JSONTranscoder`, decoding with orjson instead of `json` + object_hook.
+
+    Encodes exactly as the wrapped transcoder. Decodes to the same values: JSON parsed by
+    orjson, then every `{"_type_": name, "_data_": data}` object (innermost first, as the
+    object_hook sees them) decoded by the transcoding registered under `name`. Anything orjson
+    refuses or a transcoding fails on goes through the wrapped transcoder, errors and all.
+    """
+
+    def __init__(self, transcoder: JSONTranscoder) -> None:
+        self.wrapped = transcoder
+
+    def register(self, transcoding: Transcoding) -> None:
+        self.wrapped.register(transcoding)
+
+    def encode(self, obj: Any) -> bytes:
+        return self.wrapped.encode(obj)
+
+    def decode(self, data: bytes) -> Any:
+        try:
+            return _revive(orjson.loads(data), self.wrapped.names)
+        except Exception:
+            return self.wrapped.decode(data)
+
+
+def _revive(value: Any, names: dict[str, Transcoding]) -> Any:
+    if type(value) is dict:
+        for k, v in value.items():
+            if type(v) is dict:
+                if len(v) == 2 and "_type_" in v and type(data := v.get("_data_")) is str:
+                    value[k] = names[v["_type_"]].decode(data)  # moments, dates: no nesting
+                else:
+                    value[k] = _revive(v, names)
+            elif type(v) is list:
+                value[k] = _revive(v, names)
+        if len(value) == 2 and "_type_" in value and "_data_" in value:
+            return names[value["_type_"]].decode(value["_data_"])
+        return value
+    if type(value) is list:
+        return [_revive(v, names) if type(v) is dict or type(v) is list else v for v in value]
+    return value
 
 
 class PersonalDataMapper(CorrelatingMapper[UUID]):
@@ -39,12 +107,17 @@ class PersonalDataMapper(CorrelatingMapper[UUID]):
     """
 
     def __init__(self, transcoder: Transcoder, key_store: KeyStore) -> None:
+        if type(transcoder) is JSONTranscoder:
+            transcoder = OrjsonDecoding(transcoder)
         super().__init__(transcoder=transcoder)
         self.key_store = key_store
 
-    def prefetch(self, stored_events: Iterable[StoredEvent]) -> None:
-        """Fetch the keys these events will need in one query (the group committer's loads)."""
-        ids = {s.originator_id for s in stored_events if personal_fields_of(resolve_topic(s.topic))}
+    def prefetch(self, stored_events: Iterable[Addressed]) -> None:
+        """Fetch the keys these events will need in one query (the group committer's loads).
+
+        Stored events, or anything with their `originator_id` and `topic` (log rows).
+        """
+        ids = {s.originator_id for s in stored_events if _personal_fields_of_topic(s.topic)}
         if ids:
             self.key_store.prefetch(ids)  # type: ignore[arg-type]
 

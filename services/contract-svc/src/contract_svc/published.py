@@ -6,10 +6,11 @@ NTT Com app (Art. 26(2)); erasing a contract purges its subjects from the stream
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
 
@@ -26,9 +27,20 @@ EVENT_ID_NAMESPACE = UUID("3d0f6a52-71f4-4c8e-a0a5-0c5cb6e2b1f7")
 
 DataOf = Callable[[Any], dict[str, Any]]
 
+# Values JSON takes as they are: most fields, skipped past `jsonable`'s checks.
+_PLAIN = frozenset({str, int, bool, float, type(None)})
+
 
 def _fields(*names: str) -> DataOf:
-    return lambda e: {name: jsonable(getattr(e, name)) for name in names}
+    def data(e: Any) -> dict[str, Any]:
+        state = e.__dict__
+        out: dict[str, Any] = {}
+        for name in names:
+            value = state[name] if name in state else getattr(e, name)
+            out[name] = value if value.__class__ in _PLAIN else jsonable(value)
+        return out
+
+    return data
 
 
 def _applied(e: Contract.Applied) -> dict[str, Any]:
@@ -110,9 +122,32 @@ SERVICE_EVENTS: dict[type[Any], DataOf] = {
 }
 
 
-def event_id(originator_id: UUID, originator_version: int) -> str:
-    """Stable per stored event, so a republished event keeps its Nats-Msg-Id."""
-    return str(uuid5(EVENT_ID_NAMESPACE, f"{originator_id}:{originator_version}"))
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+
+
+def event_id(originator_id: UUID | str, originator_version: int) -> str:
+    """Stable per stored event, so a republished event keeps its Nats-Msg-Id.
+
+    `str(uuid5(EVENT_ID_NAMESPACE, "<originator_id>:<version>"))`, without building the UUID.
+    """
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + f"{originator_id}:{originator_version}".encode()).digest()
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = digest[:16].hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+# Each published class's CloudEvent type and data function, looked up once per class.
+_TYPES: dict[type[Any], str] = {}
+
+
+def _type_of(cls: type[Any]) -> str:
+    type_ = _TYPES.get(cls)
+    if type_ is None:
+        type_ = _TYPES[cls] = REGISTRY.latest(SERVICE, cls.__name__).type
+    return type_
 
 
 def publish(
@@ -120,21 +155,21 @@ def publish(
 ) -> CloudEvent | None:
     """The CloudEvent for a stored event, or None when the event stays inside the service."""
     cls = type(domain_event)
-    if cls in CONTRACT_EVENTS:
-        subject = str(domain_event.originator_id)
-        data = {"contract_id": subject, **CONTRACT_EVENTS[cls](domain_event)}
-    elif cls in SERVICE_EVENTS:
+    originator_id = str(domain_event.originator_id)
+    if (data_of := CONTRACT_EVENTS.get(cls)) is not None:
+        subject = originator_id
+        data = {"contract_id": subject, **data_of(domain_event)}
+    elif (data_of := SERVICE_EVENTS.get(cls)) is not None:
         subject = SERVICE_WIDE
-        data = SERVICE_EVENTS[cls](domain_event)
+        data = data_of(domain_event)
     else:
         return None
     timestamp = getattr(domain_event, "timestamp", None)
     assert isinstance(timestamp, datetime)
-    name = cls.__name__
     return CloudEvent(
-        id=event_id(domain_event.originator_id, domain_event.originator_version),
+        id=event_id(originator_id, domain_event.originator_version),
         source=SOURCE,
-        type=REGISTRY.latest(SERVICE, name).type,
+        type=_type_of(cls),
         subject=subject,
         time=timestamp,
         data=data,
