@@ -22,9 +22,14 @@ EVENT_BOOKKEEPING = (
     CORRELATION_ATTRIBUTE,
 )
 
+# Exact types only: an enum deriving from str or int still goes through the enum branch.
+_PLAIN = frozenset({str, int, bool, float})
+
 
 def jsonable(value: Any) -> Any:
     """Dates, moments, ids, enums, decimals and value objects as JSON-friendly values."""
+    if value is None or type(value) in _PLAIN:  # most values: no isinstance chain
+        return value
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, UUID | Decimal):
