@@ -128,16 +128,27 @@ async def read_log(
         after,
         limit,
     )
-    return [
-        LogRow(
-            notification_id=r["notification_id"],
-            originator_id=r["originator_id"],
-            originator_version=r["originator_version"],
-            topic=r["topic"],
-            state=bytes(r["state"]),
-        )
-        for r in rows
-    ]
+    return [_log_row(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+
+
+def _log_row(
+    notification_id: int,
+    originator_id: UUID | str,
+    originator_version: int,
+    topic: str,
+    state: bytes,
+) -> LogRow:
+    """`LogRow(...)` without the frozen dataclass's `object.__setattr__` per field (pages of
+    1,000 rows: ~0.5 us a row)."""
+    row = object.__new__(LogRow)
+    row.__dict__.update(
+        notification_id=notification_id,
+        originator_id=originator_id,
+        originator_version=originator_version,
+        topic=topic,
+        state=state,
+    )
+    return row
 
 
 async def log_head(conn: asyncpg.Connection[Any] | asyncpg.Pool[Any], table: str) -> int:
