@@ -57,6 +57,7 @@ class UnknownEventTypeError(LookupError):
 class Registry:
     def __init__(self) -> None:
         self._specs: dict[str, EventSpec] = {}
+        self._validators: dict[str, jsonschema.protocols.Validator] = {}
 
     def register(self, spec: EventSpec) -> EventSpec:
         existing = self._specs.get(spec.type)
@@ -65,6 +66,7 @@ class Registry:
         if spec.version > 1 and spec.upcast is None:
             raise ValueError(f"{spec.type} needs an upcaster from v{spec.version - 1}")
         self._specs[spec.type] = spec
+        self._validators.pop(spec.type, None)
         return spec
 
     def get(self, type_: str) -> EventSpec:
@@ -88,7 +90,18 @@ class Registry:
 
     def validate(self, event: CloudEvent) -> None:
         """Raise `jsonschema.ValidationError` unless the event's data fits its type's schema."""
-        jsonschema.validate(event.data, self.get(event.type).full_schema())
+        self.validator(event.type).validate(event.data)
+
+    def validator(self, type_: str) -> jsonschema.protocols.Validator:
+        """A compiled validator per type: `jsonschema.validate` re-checks the schema itself and
+        builds a new validator on every call, which dominated a consumer's CPU."""
+        validator = self._validators.get(type_)
+        if validator is None:
+            schema = self.get(type_).full_schema()
+            cls = jsonschema.validators.validator_for(schema)
+            cls.check_schema(schema)
+            validator = self._validators[type_] = cls(schema)
+        return validator
 
     def upcast(self, type_: str, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """Bring data of `type_` up to the latest registered version of that event."""
