@@ -149,18 +149,20 @@ class PersonalDataMapper(CorrelatingMapper[UUID]):
         if not fields:
             return domain_event
         state = domain_event.__dict__
-        key: bytes | None = None
+        cipher: AESGCM | None = None  # one per event, not per field
         for name in fields:
             value = state.get(name)
             if not (isinstance(value, dict) and SEALED in value):
                 continue
-            key = key or self.key_store.existing_key(domain_event.originator_id)
-            if key is None:
-                if isinstance(domain_event, Snapshot):
-                    raise SnapshotErasedError(str(domain_event.originator_id))
-                state[name] = ERASED
-            else:
-                state[name] = self._open(key, domain_event, name, value[SEALED])
+            if cipher is None:
+                key = self.key_store.existing_key(domain_event.originator_id)
+                if key is None:
+                    if isinstance(domain_event, Snapshot):
+                        raise SnapshotErasedError(str(domain_event.originator_id))
+                    state[name] = ERASED
+                    continue
+                cipher = AESGCM(key)
+            state[name] = self._open(cipher, domain_event, name, value[SEALED])
         return domain_event
 
     def _seal(self, key: bytes, event: DomainEventProtocol[UUID], name: str, value: Any) -> Any:
@@ -169,9 +171,11 @@ class PersonalDataMapper(CorrelatingMapper[UUID]):
         ciphertext = AESGCM(key).encrypt(nonce, plaintext, _aad(event, name))
         return {SEALED: base64.b64encode(nonce + ciphertext).decode()}
 
-    def _open(self, key: bytes, event: DomainEventProtocol[UUID], name: str, sealed: str) -> Any:
+    def _open(
+        self, cipher: AESGCM, event: DomainEventProtocol[UUID], name: str, sealed: str
+    ) -> Any:
         raw = base64.b64decode(sealed)
-        plaintext = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _aad(event, name))
+        plaintext = cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _aad(event, name))
         return self.transcoder.decode(plaintext)["v"]
 
 
