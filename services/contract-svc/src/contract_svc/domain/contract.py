@@ -8,7 +8,8 @@ from datetime import date, datetime
 from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
-from eventsourcing.domain import Aggregate, Snapshot, event
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import Snapshot as BaseSnapshot
 
 from contract_svc.domain import codes
 from contract_svc.domain.codes import (
@@ -85,7 +86,7 @@ def _validate_contractor(contractor: Contractor) -> None:
 class Contract(Aggregate):
     """One SECOM Smartphone ID contract, from its application (Art. 4) to its end."""
 
-    class Snapshot(Snapshot):
+    class Snapshot(BaseSnapshot):
         # The whole state holds personal data: snapshots are sealed with the contract's key.
         personal_fields: ClassVar[tuple[str, ...]] = ("state",)
 
