@@ -98,7 +98,7 @@ class PostgresServer:
             user=self._run_as,
         )
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         self.init()
         stale = self.data_dir / "postmaster.pid"
         if stale.exists() and not self._pid_alive(stale):
