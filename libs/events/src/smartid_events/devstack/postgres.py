@@ -173,9 +173,19 @@ class PostgresServer:
     def kill(self) -> None:
         """SIGKILL the postmaster, as a crash would (fault tests)."""
         if self._process is not None:
-            os.killpg(self._process.pid, signal.SIGKILL)
+            group = self._process.pid
+            os.killpg(group, signal.SIGKILL)
             self._process.wait()
             self._process = None
+            # Backends die a moment after the postmaster; until the last one has, its shared
+            # memory is attached and a new postmaster refuses to start.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(group, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
 
     def stop(self) -> None:
         if self._process is None:
