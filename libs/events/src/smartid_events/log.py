@@ -268,3 +268,19 @@ async def rebuild_read_model(
         if on_progress is not None:
             on_progress(position, head)
     return applied
+
+
+def service_events_router(app: Any, table: str) -> Any:
+    """`GET /v1/events` for a service app whose lifespan sets `app.state.log_pool` (asyncpg)
+    and `app.state.translate` (its translator), behind the `events:read` scope."""
+    from smartid_events.auth import require
+
+    def pool() -> asyncpg.Pool[Any]:
+        resolved: asyncpg.Pool[Any] = app.state.log_pool
+        return resolved
+
+    def translate(row: LogRow) -> CloudEvent | None:
+        translator: Translator = app.state.translate
+        return translator(row)
+
+    return events_router(pool, table, translate, dependencies=[require("events:read")])

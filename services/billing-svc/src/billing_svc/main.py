@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
@@ -16,8 +15,7 @@ from billing_svc.application import Billing
 from billing_svc.published import publish
 from billing_svc.settings import Settings
 from smartid_events import natsconn
-from smartid_events.auth import require
-from smartid_events.log import events_router, events_table, translator_from_application
+from smartid_events.log import events_table, service_events_router, translator_from_application
 from smartid_events.store import asyncpg_dsn, serialized_startup
 from smartid_events.web import create_service_app, nats_check, postgres_check
 
@@ -71,19 +69,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(router)
 
-    def log_pool() -> Any:
-        return app.state.log_pool
-
-    def translator(row: Any) -> Any:
-        return app.state.translate(row)
-
-    app.include_router(
-        events_router(
-            log_pool,
-            events_table(Billing.name),
-            translator,
-            dependencies=[require("events:read")],
-        ),
-        tags=["replay"],
-    )
+    app.include_router(service_events_router(app, events_table(Billing.name)), tags=["replay"])
     return app

@@ -6,7 +6,6 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
@@ -20,8 +19,7 @@ from contract_svc.projections import InvalidCursorError, ReadModel
 from contract_svc.published import publish_correlated
 from contract_svc.settings import ContractSettings
 from smartid_events import natsconn
-from smartid_events.auth import require
-from smartid_events.log import events_router, translator_from_application
+from smartid_events.log import service_events_router, translator_from_application
 from smartid_events.store import asyncpg_dsn, serialized_startup, sqlalchemy_url
 from smartid_events.web import create_service_app, nats_check, postgres_check
 
@@ -95,19 +93,5 @@ def create_app(
     )
     app.include_router(router)
 
-    def log_pool() -> Any:
-        return app.state.log_pool
-
-    def translator(row: Any) -> Any:
-        return app.state.translate(row)
-
-    app.include_router(
-        events_router(
-            log_pool,
-            f"{Contracts.name}_events",
-            translator,
-            dependencies=[require("events:read")],
-        ),
-        tags=["replay"],
-    )
+    app.include_router(service_events_router(app, f"{Contracts.name}_events"), tags=["replay"])
     return app
