@@ -25,6 +25,7 @@ from billing_svc.domain.errors import (
 )
 from billing_svc.domain.periods import InvalidPeriodError
 from smartid_events.auth import Principal, require
+from smartid_events.web import LeanRoute
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
 MAX_YEN = 10**12
 PROGRESS_LOG_INTERVAL_S = 2.0
 
-router = APIRouter(tags=["billing"])
+router = APIRouter(tags=["billing"], route_class=LeanRoute)
 
 
 def billing_app(request: Request) -> Billing:

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from smartid_events.auth import TokenVerifier
 from smartid_events.logs import configure_logging
 from smartid_events.settings import ServiceSettings
+from smartid_events.web.dispatch import LeanDispatch
 from smartid_events.web.health import ReadinessCheck, health_router
 from smartid_events.web.metrics import metrics_endpoint
 from smartid_events.web.middleware import RequestContextMiddleware
@@ -55,6 +56,8 @@ def create_service_app(
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings.jwt_secret.get_secret_value())
+    # Added first, so innermost: compiled routes are served right inside the request context.
+    app.add_middleware(LeanDispatch)
     app.add_middleware(RequestContextMiddleware)
     install_problem_handlers(app, error_table)
     app.include_router(health_router(readiness_checks or {}))
