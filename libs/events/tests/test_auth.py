@@ -182,3 +182,22 @@ def test_a_token_the_verifier_refused_stays_refused_and_the_cache_is_bounded() -
     tokens = [mint_token(SECRET, sub=f"u{i}", role="operator", scopes=SCOPES) for i in range(3)]
     assert [verifier(t).sub for t in tokens] == ["u0", "u1", "u2"]
     assert len(verifier._verified) == 2
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer ", "Bearer  abc ", "bearer abc", "BEARER a.b.c", "Basic abc",
+     "Bearer a b", " Bearer abc", "Token abc"],
+)  # fmt: skip
+async def test_the_bearer_scheme_reads_headers_as_fastapis_does(authorization: str | None) -> None:
+    from fastapi.security import HTTPBearer
+    from starlette.requests import Request
+
+    from smartid_events.auth import _bearer
+
+    headers = [] if authorization is None else [(b"authorization", authorization.encode())]
+    request = Request({"type": "http", "headers": headers})
+    ours = await _bearer(request)
+    theirs = await HTTPBearer(auto_error=False)(request)
+    assert (ours and ours.model_dump()) == (theirs and theirs.model_dump())

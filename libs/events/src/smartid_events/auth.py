@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 
 import jwt
 from fastapi import Depends, HTTPException, Request
+from fastapi.requests import HTTPConnection
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 ALGORITHM = "HS256"
@@ -172,7 +173,19 @@ class TokenVerifier:
         return principal
 
 
-_bearer = HTTPBearer(auto_error=False)
+class _Bearer(HTTPBearer):
+    """`HTTPBearer(auto_error=False)`, documented the same, without validating its own result
+    model on every request: the scheme and the credentials are plain strings from a header."""
+
+    async def __call__(self, request: HTTPConnection) -> HTTPAuthorizationCredentials | None:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        credentials = credentials.strip()  # as FastAPI's get_authorization_scheme_param
+        if not (scheme and credentials) or scheme.lower() != "bearer":
+            return None
+        return HTTPAuthorizationCredentials.model_construct(scheme=scheme, credentials=credentials)
+
+
+_bearer = _Bearer(auto_error=False)
 
 
 def _unauthorized(detail: str) -> HTTPException:

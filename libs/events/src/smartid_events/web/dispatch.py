@@ -34,6 +34,7 @@ from smartid_events.web.lean import LeanRoute, needs_fastapi
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
+    prefix: str  # the path's literal start: most routes are ruled out without their regex
     regex: re.Pattern[str]
     methods: frozenset[str] | None  # None: every method
     route: BaseRoute
@@ -79,7 +80,8 @@ def _flatten(routes: Iterable[BaseRoute]) -> Iterator[_Entry]:
         elif isinstance(route, Route):  # APIRoute is one
             methods = frozenset(route.methods) if route.methods else None
             lean = isinstance(route, LeanRoute) and route.lean_handler is not None
-            yield _Entry(route.path_regex, methods, route, lean)
+            prefix = route.path_format.partition("{")[0]
+            yield _Entry(prefix, route.path_regex, methods, route, lean)
         else:
             raise _OpaqueRouteError(route)
 
@@ -130,6 +132,8 @@ class LeanDispatch:
         path: str = scope["path"]
         method: str = scope["method"]
         for entry in self._entries:
+            if not path.startswith(entry.prefix):
+                continue
             found = entry.regex.match(path)
             if found is None or (entry.methods is not None and method not in entry.methods):
                 continue  # no match, or a partial one: Starlette goes on looking too
