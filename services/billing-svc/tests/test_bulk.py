@@ -12,6 +12,7 @@ from billing_svc.application import Billing
 from billing_svc.bulk import BulkWriter
 from billing_svc.domain import facts
 from billing_svc.domain.account import Account
+from smartid_events.pgstore import PgProcessRecorder
 from smartid_events.store import event_store_env
 
 
@@ -69,3 +70,7 @@ def test_a_bulk_run_issues_the_same_invoices_as_one_by_one_saves(pg_billing: Bil
     # (3 d): floor(15000 / 30.4) = 493, + 49 = 542.
     assert totals == [1100, 1735, 1844, 1446, 542]
     assert pg_billing.run_billing("2026-05", issued_on=date(2026, 6, 2)).issued == 0
+
+
+def test_billing_saves_through_our_one_statement_process_recorder(pg_billing: Billing) -> None:
+    assert type(pg_billing.recorder) is PgProcessRecorder

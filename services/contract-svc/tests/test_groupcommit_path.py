@@ -21,6 +21,7 @@ from contract_svc.main import create_app
 from contract_svc.settings import ContractSettings
 from smartid_events.auth import SCOPES, mint_token
 from smartid_events.groupcommit import Command, GroupCommitter
+from smartid_events.pgstore import PgApplicationRecorder
 from smartid_events.store import event_store_env
 
 SECRET = "s" * 48
@@ -122,6 +123,12 @@ def user_registration(client: httpx.AsyncClient, contract_id: str, n: int) -> An
 async def history(client: httpx.AsyncClient, contract_id: str) -> list[str]:
     response = await client.get(f"/v1/contracts/{contract_id}/events", headers=OPERATOR)
     return [e["type"] for e in response.json()]
+
+
+async def test_the_service_stores_events_through_our_one_statement_recorder(
+    client: httpx.AsyncClient,
+) -> None:
+    assert type(contracts_of(client).recorder) is PgApplicationRecorder
 
 
 async def test_one_batch_with_one_if_match_applies_the_first_and_refuses_the_rest_with_412(

@@ -8,6 +8,8 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 
+from smartid_events.pgstore import APPLICATION_RECORDER_TOPIC, PROCESS_RECORDER_TOPIC
+
 
 def event_store_env(
     database_url: str,
@@ -19,7 +21,9 @@ def event_store_env(
     """The env dict for `Application(env=...)`: PostgreSQL persistence for `database_url`.
 
     `POSTGRES_ENABLE_DB_FUNCTIONS` stays off: that insert path skips the table lock, and a
-    reader following the log could then miss events (docs/adr on the relay).
+    reader following the log could then miss events (docs/adr on the relay). The application
+    and process recorders are ours (`smartid_events.pgstore`, ADR 0020): the library's, with
+    an insert that costs one statement and takes the same lock.
     """
     parts = urlsplit(database_url)
     if parts.scheme not in ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg"):
@@ -36,6 +40,8 @@ def event_store_env(
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(pool_size),
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+        "APPLICATION_RECORDER_TOPIC": APPLICATION_RECORDER_TOPIC,
+        "PROCESS_RECORDER_TOPIC": PROCESS_RECORDER_TOPIC,
         "CREATE_TABLE": "y",
     }
 

@@ -16,6 +16,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from smartid_events.envelope import CloudEvent
+from smartid_events.pgstore import PROCESS_RECORDER_TOPIC
 
 POSITIONS_TABLE = "smartid_positions"
 
@@ -119,8 +120,9 @@ class EventSourcedTracker:
     """Tracking style (b): an eventsourcing application whose recorder is a process recorder.
 
     The application's env must set `PERSISTENCE_MODULE=eventsourcing.postgres` with
-    `APPLICATION_RECORDER_TOPIC` naming `eventsourcing.postgres:PostgresProcessRecorder`
-    (see `process_recorder_env`). A handler that saves nothing still has its position recorded.
+    `APPLICATION_RECORDER_TOPIC` naming a process recorder (`process_recorder_env` names
+    ours, `smartid_events.pgstore:PgProcessRecorder`). A handler that saves nothing still has
+    its position recorded.
     """
 
     app: Application[Any]
@@ -152,5 +154,5 @@ def process_recorder_env(env: dict[str, str]) -> dict[str, str]:
     """`env` (from `event_store_env`) with the process recorder that saves tracking too."""
     return {
         **env,
-        "APPLICATION_RECORDER_TOPIC": "eventsourcing.postgres:PostgresProcessRecorder",
+        "APPLICATION_RECORDER_TOPIC": PROCESS_RECORDER_TOPIC,
     }
