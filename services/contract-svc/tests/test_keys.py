@@ -180,7 +180,7 @@ def test_a_batch_of_contracts_gets_its_keys_in_one_query(
     keys = key_store_of(second)
     before = keys.queries
     with GroupCommitter(second) as committer:
-        loaded = committer._loader.load(ids)
+        loaded = committer._load(ids)
     assert keys.queries == before + 1
     names = {getattr(w.aggregate, "contractor", None) for w in loaded.values()}
     assert {n.name for n in names if n is not None} == {CONTRACTOR_NAME}

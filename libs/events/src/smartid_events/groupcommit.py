@@ -9,15 +9,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.domain import BaseAggregate, CanMutateAggregate, DomainEventProtocol
+from eventsourcing.domain import BaseAggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, StoredEvent
-from eventsourcing.postgres import PostgresAggregateRecorder
-from psycopg.sql import SQL, Composed, Identifier
 
+from smartid_events.bulkload import BulkLoader, project
 from smartid_events.correlation import stamp
 from smartid_events.logs import current_correlation_id
 
@@ -40,20 +39,6 @@ class StaleVersionError(IntegrityError):
         self.aggregate_id = aggregate_id
         self.expected = expected
         self.actual = actual
-
-
-class UnreadableSnapshotError(Exception):
-    """A mapper cannot read this snapshot (e.g. it was sealed with a destroyed key).
-
-    Loaders then rebuild the aggregate from its events instead.
-    """
-
-
-@runtime_checkable
-class Prefetching(Protocol):
-    """A mapper that can prepare, in one go, for decoding many stored events (e.g. their keys)."""
-
-    def prefetch(self, stored_events: Iterable[StoredEvent]) -> None: ...
 
 
 class CommitterClosedError(RuntimeError):
@@ -180,23 +165,14 @@ class _Working:
         self.aggregate: AnyAggregate | None = None
         if error is None:
             try:
-                self.aggregate = _project(base)
+                self.aggregate = project(base)
             except Exception as projecting:
                 self.error = projecting
 
     def rebuild(self) -> None:
         # A failed command may have mutated the object and left pending events on it: replay
         # from the loaded events plus those of the commands accepted so far instead.
-        self.aggregate = _project([*self.base, *self.accepted])
-
-
-def _project(events: Iterable[Event]) -> AnyAggregate | None:
-    # The library's project_aggregate() checks a runtime Protocol on every event, which
-    # costs more than the mutation itself.
-    aggregate: AnyAggregate | None = None
-    for event in events:
-        aggregate = cast(CanMutateAggregate[UUID], event).mutate(aggregate)
-    return aggregate
+        self.aggregate = project([*self.base, *self.accepted])
 
 
 class GroupCommitter:
@@ -229,7 +205,7 @@ class GroupCommitter:
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
         self._closed = False
-        self._loader = _Loader(app)
+        self._loader = BulkLoader(app)
         self._writer = threading.Thread(target=self._run, name="group-committer", daemon=True)
         self._writer.start()
 
@@ -315,7 +291,7 @@ class GroupCommitter:
 
     def _commit(self, batch: list[_Ticket]) -> None:
         ids = {t.command.aggregate_id for t in batch if t.command.aggregate_id is not None}
-        working = self._loader.load(ids)
+        working = self._load(ids)
         events = self._apply(batch, working)
         if not events:
             return
@@ -334,7 +310,7 @@ class GroupCommitter:
     def _commit_alone(self, ticket: _Ticket) -> None:
         try:
             ids = {ticket.command.aggregate_id} - {None}
-            working = self._loader.load(cast(set[UUID], ids))
+            working = self._load(cast(set[UUID], ids))
             events = self._apply([ticket], working)
             if events:
                 try:
@@ -344,6 +320,10 @@ class GroupCommitter:
                         raise
         except Exception as error:
             ticket.result, ticket.error = None, error
+
+    def _load(self, ids: set[UUID]) -> dict[UUID, _Working]:
+        # An aggregate that cannot be read fails only the commands naming it.
+        return {i: _Working(h.events, h.error) for i, h in self._loader.histories(ids).items()}
 
     def _apply(self, batch: Iterable[_Ticket], working: dict[UUID, _Working]) -> list[Event]:
         """Apply the commands in order; return the events of those that succeeded."""
@@ -407,7 +387,7 @@ class GroupCommitter:
     def _already_stored(self, events: list[Event]) -> bool:
         """Whether these very events are stored: a retried insert whose first try committed."""
         mapper = self.app.mapper
-        stored = self._loader.select_stored({e.originator_id for e in events})
+        stored = self._select_stored({e.originator_id for e in events})
         for event in events:
             found = stored.get((event.originator_id, event.originator_version))
             if found is None:
@@ -417,120 +397,10 @@ class GroupCommitter:
                 return False
         return True
 
-
-class _Loader:
-    """Reads the current state of many aggregates at once."""
-
-    def __init__(self, app: Application[UUID]) -> None:
-        self.app = app
-        recorder = app.recorder
-        self._events_sql: Composed | None = None
-        self._snapshots_sql: Composed | None = None
-        if isinstance(recorder, PostgresAggregateRecorder):
-            datastore = recorder.datastore
-            self._datastore = datastore
-            id_type = SQL(datastore.originator_id_type)
-            self._events_sql = SQL(
-                # LATERAL keeps the plan on the primary key; a plain join on unnest() can
-                # pick a hash join over a sequential scan of the whole table.
-                "SELECT e.originator_id, e.originator_version, e.topic, e.state"
-                " FROM unnest(%s::{id_type}[], %s::bigint[]) AS k(id, gt)"
-                " CROSS JOIN LATERAL (SELECT * FROM {schema}.{table} AS s"
-                "  WHERE s.originator_id = k.id AND s.originator_version > k.gt"
-                "  ORDER BY s.originator_version) AS e"
-            ).format(
-                id_type=id_type,
-                schema=Identifier(datastore.schema),
-                table=Identifier(recorder.events_table_name),
-            )
-            snapshots = app.snapshots.recorder if app.snapshots is not None else None
-            if isinstance(snapshots, PostgresAggregateRecorder):
-                self._snapshots_sql = SQL(
-                    "SELECT DISTINCT ON (originator_id)"
-                    " originator_id, originator_version, topic, state"
-                    " FROM {schema}.{table} WHERE originator_id = ANY(%s::{id_type}[])"
-                    " ORDER BY originator_id, originator_version DESC"
-                ).format(
-                    id_type=id_type,
-                    schema=Identifier(snapshots.datastore.schema),
-                    table=Identifier(snapshots.events_table_name),
-                )
-
-    def load(self, ids: set[UUID]) -> dict[UUID, _Working]:
-        """Each aggregate's latest readable snapshot and later events, decoded.
-
-        An unreadable snapshot is skipped (the aggregate is replayed from its events); an
-        aggregate that cannot be decoded at all fails only the commands naming it.
-        """
-        if not ids:
-            return {}
-        if self._events_sql is None or (
-            self.app.snapshots is not None and self._snapshots_sql is None
-        ):
-            return {i: self._load_one(i) for i in ids}
-        id_list = list(ids)
-        with self._datastore.get_connection() as conn, conn.cursor() as curs:
-            snapshots: dict[UUID, StoredEvent] = {}
-            if self._snapshots_sql is not None:
-                curs.execute(self._snapshots_sql, (id_list,), prepare=True)
-                snapshots = {row["originator_id"]: _stored(row) for row in curs.fetchall()}
-            gts = [snapshots[i].originator_version if i in snapshots else 0 for i in id_list]
-            curs.execute(self._events_sql, (id_list, gts), prepare=True)
-            events = [_stored(row) for row in curs.fetchall()]
-            mapper = self.app.mapper
-            if isinstance(mapper, Prefetching):
-                mapper.prefetch([*snapshots.values(), *events])
-            loaded: dict[UUID, list[Event]] = {i: [] for i in id_list}
-            unreadable: list[UUID] = []
-            for aggregate_id, snapshot in snapshots.items():
-                try:
-                    loaded[aggregate_id].append(mapper.to_domain_event(snapshot))
-                except UnreadableSnapshotError:
-                    unreadable.append(aggregate_id)
-            if unreadable:
-                # Their snapshots' versions bounded the query above: read their whole history.
-                curs.execute(self._events_sql, (unreadable, [0] * len(unreadable)), prepare=True)
-                replayed: dict[UUID, list[StoredEvent]] = {i: [] for i in unreadable}
-                for row in curs.fetchall():
-                    replayed[row["originator_id"]].append(_stored(row))
-                events = [e for e in events if e.originator_id not in replayed]
-                events += [e for history in replayed.values() for e in history]
-        failed: dict[UUID, Exception] = {}
-        for stored in events:
-            aggregate_id = cast(UUID, stored.originator_id)
-            if aggregate_id in failed:
-                continue
-            try:
-                loaded[aggregate_id].append(mapper.to_domain_event(stored))
-            except Exception as error:  # this aggregate's commands fail with it, not the batch
-                failed[aggregate_id] = error
-        return {i: _Working(events, failed.get(i)) for i, events in loaded.items()}
-
-    def _load_one(self, aggregate_id: UUID) -> _Working:
-        app = self.app
-        try:
-            snapshots: list[Event] = []
-            if app.snapshots is not None:
-                with contextlib.suppress(UnreadableSnapshotError):
-                    snapshots = list(app.snapshots.get(aggregate_id, desc=True, limit=1))
-            gt = snapshots[0].originator_version if snapshots else None
-            return _Working([*snapshots, *app.events.get(aggregate_id, gt=gt)])
-        except Exception as error:  # this aggregate's commands fail with it, not the batch
-            return _Working([], error)
-
-    def select_stored(self, ids: set[UUID]) -> dict[tuple[UUID, int], StoredEvent]:
+    def _select_stored(self, ids: set[UUID]) -> dict[tuple[UUID, int], StoredEvent]:
         recorder = self.app.recorder
         return {
             (s.originator_id, s.originator_version): s  # type: ignore[misc]
             for i in ids
             for s in recorder.select_events(i)
         }
-
-
-def _stored(row: dict[str, Any]) -> StoredEvent:
-    return StoredEvent(
-        originator_id=row["originator_id"],
-        originator_version=row["originator_version"],
-        topic=row["topic"],
-        state=bytes(row["state"]),
-    )

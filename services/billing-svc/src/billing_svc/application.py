@@ -19,7 +19,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
-from billing_svc.bulk import BulkLoader, BulkWriter
+from billing_svc.bulk import BulkWriter
 from billing_svc.domain import facts, periods
 from billing_svc.domain.account import Account
 from billing_svc.domain.errors import (
@@ -32,6 +32,7 @@ from billing_svc.domain.invoice import Invoice
 from billing_svc.domain.liability import LiabilityCap, liability_cap
 from billing_svc.issuer import Issuer
 from billing_svc.views import InvoiceView
+from smartid_events.bulkload import AnyAggregate, BulkLoader
 
 JST = timezone(timedelta(hours=9))
 OPENED_TOPIC = get_topic(Account.Opened)  # type: ignore[attr-defined]
@@ -172,12 +173,12 @@ class Billing(Application[UUID]):
         # The next batch loads while this one is billed and saved: the database's time and
         # ours overlap instead of adding up.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="billing-prefetch") as pool:
-            upcoming = pool.submit(self._loader.load, batches[0]) if batches else None
+            upcoming = pool.submit(self._loader.aggregates, batches[0]) if batches else None
             for index, batch in enumerate(batches):
                 assert upcoming is not None
                 loaded = upcoming.result()
                 if index + 1 < len(batches):
-                    upcoming = pool.submit(self._loader.load, batches[index + 1])
+                    upcoming = pool.submit(self._loader.aggregates, batches[index + 1])
                 issued.extend(self._bill_batch(batch, period, issued_on, loaded, schedule))
                 done += len(batch)
                 if progress is not None:
@@ -189,7 +190,7 @@ class Billing(Application[UUID]):
         ids: list[UUID],
         period: str,
         issued_on: date,
-        loaded: dict[UUID, Aggregate],
+        loaded: dict[UUID, AnyAggregate],
         schedule: FeeSchedule | None,
     ) -> list[UUID]:
         for _attempt in range(MAX_BATCH_RETRIES):
@@ -206,7 +207,7 @@ class Billing(Application[UUID]):
                     self._save_batch(changed)
             except IntegrityError:
                 # A fact for one of these accounts was saved meanwhile: reload and bill again.
-                loaded = self._loader.load(ids)
+                loaded = self._loader.aggregates(ids)
                 continue
             return invoices
         raise RuntimeError(f"billing run {period}: batch kept conflicting with concurrent writes")

@@ -16,8 +16,8 @@ from eventsourcing.utils import resolve_topic
 
 from contract_svc.domain import ERASED
 from contract_svc.keys import KeyStore
+from smartid_events.bulkload import UnreadableSnapshotError
 from smartid_events.correlation import CorrelatingMapper
-from smartid_events.groupcommit import UnreadableSnapshotError
 
 SEALED = "_sealed_"
 NONCE_BYTES = 12
