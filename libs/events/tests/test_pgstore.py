@@ -13,7 +13,13 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 from eventsourcing.application import Application
-from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent, Tracking
+from eventsourcing.persistence import (
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+    StoredEvent,
+    Tracking,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.errors import LockNotAvailable
 
@@ -87,6 +93,12 @@ def test_event_store_env_gives_applications_and_process_applications_our_recorde
 ) -> None:
     assert type(things.recorder) is PgApplicationRecorder
     assert type(tracked.recorder) is PgProcessRecorder
+
+
+def test_the_librarys_lock_less_insert_function_is_refused(database_url: str) -> None:
+    env = {**event_store_env(database_url), "POSTGRES_ENABLE_DB_FUNCTIONS": "y"}
+    with pytest.raises(ProgrammingError, match="POSTGRES_ENABLE_DB_FUNCTIONS"):
+        Things(env=env)
 
 
 def test_a_batch_gets_consecutive_notification_ids_in_insert_order(

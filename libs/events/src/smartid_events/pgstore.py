@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    StoredEvent,
+)
 from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresDatastore,
@@ -46,7 +51,7 @@ class PgApplicationRecorder(PostgresApplicationRecorder):
     the whole batch with the library's `IntegrityError`; connection errors are retried as the
     library retries them. The lock is held for no client round trip. Calls with tracking (the
     process recorder) keep the library's transaction, with column arrays for the insert.
-    `POSTGRES_ENABLE_DB_FUNCTIONS` (the library's lock-less function) is not used: keep it off.
+    `POSTGRES_ENABLE_DB_FUNCTIONS` (the library's lock-less function) is refused.
     """
 
     def __init__(
@@ -55,6 +60,9 @@ class PgApplicationRecorder(PostgresApplicationRecorder):
         *,
         events_table_name: str = "stored_events",
     ) -> None:
+        if datastore.enable_db_functions:
+            # The library's function inserts without the table lock (and drops tracking).
+            raise ProgrammingError("POSTGRES_ENABLE_DB_FUNCTIONS must stay off (ADR 0021)")
         super().__init__(datastore, events_table_name=events_table_name)
         self.insert_function_name = f"{events_table_name}_insert"
         self.check_identifier_length(self.insert_function_name)

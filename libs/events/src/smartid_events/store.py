@@ -22,7 +22,7 @@ def event_store_env(
 
     `POSTGRES_ENABLE_DB_FUNCTIONS` stays off: that insert path skips the table lock, and a
     reader following the log could then miss events (docs/adr on the relay). The application
-    and process recorders are ours (`smartid_events.pgstore`, ADR 0020): the library's, with
+    and process recorders are ours (`smartid_events.pgstore`, ADR 0021): the library's, with
     an insert that costs one statement and takes the same lock.
     """
     parts = urlsplit(database_url)
