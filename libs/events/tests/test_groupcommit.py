@@ -18,6 +18,7 @@ from eventsourcing.persistence import IntegrityError
 
 from smartid_events.groupcommit import (
     Command,
+    CommitPendingError,
     CommitterClosedError,
     GroupCommitter,
     StaleVersionError,
@@ -347,3 +348,66 @@ async def test_coroutines_await_their_commands_without_blocking_the_loop(
             await committer.submit_async(increment(counter_id, -1))
 
     assert sorted(versions) == list(range(2, 22))
+
+
+def _slow(
+    command: Command[Any], started: threading.Event, release: threading.Event
+) -> Command[Any]:
+    """`command`, whose apply waits (on the writer thread) until `release` is set."""
+
+    def apply(aggregate: Any) -> Any:
+        started.set()
+        assert release.wait(10), "the test never released the writer"
+        return command.apply(aggregate)
+
+    return Command(command.aggregate_id, apply, command.expected_version)
+
+
+@pytest.mark.asyncio
+async def test_a_command_past_the_timeout_is_pending_and_its_outcome_still_arrives(
+    app: Counters,
+) -> None:
+    counter_id = a_counter(app)
+    started, release = threading.Event(), threading.Event()
+    with GroupCommitter(app, submit_timeout_s=0.2) as committer:
+        with pytest.raises(CommitPendingError) as pending:
+            await committer.submit_async(_slow(increment(counter_id, 5), started, release))
+        assert started.is_set() and not pending.value.outcome.done()
+        release.set()
+        assert await asyncio.wait_for(pending.value.outcome, 10) == 2  # it did commit
+    assert app.repository.get(counter_id).value == 5
+
+
+@pytest.mark.asyncio
+async def test_a_pending_commands_error_arrives_too(app: Counters) -> None:
+    counter_id = a_counter(app)
+    started, release = threading.Event(), threading.Event()
+    with GroupCommitter(app, submit_timeout_s=0.2) as committer:
+        with pytest.raises(CommitPendingError) as pending:
+            await committer.submit_async(_slow(increment(counter_id, -1), started, release))
+        release.set()
+        with pytest.raises(NegativeStepError):
+            await asyncio.wait_for(pending.value.outcome, 10)
+    assert app.repository.get(counter_id).version == 1
+
+
+@pytest.mark.asyncio
+async def test_cancelling_a_wait_neither_withdraws_the_command_nor_disturbs_the_others(
+    app: Counters,
+) -> None:
+    counter_id = a_counter(app)
+    started, release = threading.Event(), threading.Event()
+    with GroupCommitter(app) as committer:
+        slow = asyncio.ensure_future(
+            committer.submit_async(_slow(increment(counter_id, 1), started, release))
+        )
+        others = [asyncio.ensure_future(committer.submit_async(increment(counter_id, 1)))
+                  for _ in range(5)]  # fmt: skip
+        await asyncio.to_thread(started.wait, 10)
+        slow.cancel()
+        release.set()
+        versions = await asyncio.gather(*others)
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+    assert sorted(versions) == [3, 4, 5, 6, 7]
+    assert app.repository.get(counter_id).value == 6

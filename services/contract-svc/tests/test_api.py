@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
@@ -287,6 +288,72 @@ async def test_a_repeated_idempotency_key_returns_the_first_result_and_records_n
         )
         assert response.status_code == 200
     assert [e["type"] for e in await api.history(contract_id)].count("IdCountChanged") == 1
+
+
+def stall_the_writer(api: Api, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Hold every batch until the returned event is set; commands time out after 0.3 s."""
+    committer = api.app.state.contracts.committer
+    release = threading.Event()
+    commit = committer._commit
+
+    def stalled(batch: Any) -> None:
+        release.wait(10)
+        commit(batch)
+
+    monkeypatch.setattr(committer, "submit_timeout_s", 0.3)
+    monkeypatch.setattr(committer, "_commit", stalled)
+    return release
+
+
+async def until_settled(
+    api: Api, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> httpx.Response:
+    for _ in range(100):
+        response = await api.client.post(path, json=body, headers=headers)
+        if response.status_code != 409 or "in-progress" not in response.text:
+            return response
+        await asyncio.sleep(0.05)
+    raise AssertionError("the Idempotency-Key stayed claimed")
+
+
+async def test_a_command_still_pending_at_the_timeout_is_answered_once_it_commits(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contract = await api.active()
+    path, change = (
+        f"/v1/contracts/{contract['id']}/id-count",
+        {"id_count": 11, "effective_date": "2026-08-01"},
+    )
+    key = {**auth(OPERATOR), "Idempotency-Key": "slow-1"}
+    release = stall_the_writer(api, monkeypatch)
+    try:
+        body = await problem(await api.client.post(path, json=change, headers=key), 503)
+        assert body["rule"] == "commit-pending"
+        retried = await api.client.post(path, json=change, headers=key)
+        assert (await problem(retried, 409))["rule"] == "idempotency-key-in-progress"
+    finally:
+        release.set()
+    settled = await until_settled(api, path, change, key)
+    assert settled.status_code == 200 and settled.headers["Idempotent-Replayed"] == "true"
+    assert settled.json()["plan"]["id_count"] == 11
+    assert [e["type"] for e in await api.history(contract["id"])].count("IdCountChanged") == 1
+
+
+async def test_a_pending_command_that_is_refused_releases_its_key(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contract = await api.active()  # approved already: a second approval is refused
+    path, approval = f"/v1/contracts/{contract['id']}/approval", {"start_date": "2026-07-01"}
+    key = {**auth(OPERATOR), "Idempotency-Key": "slow-2"}
+    release = stall_the_writer(api, monkeypatch)
+    try:
+        response = await api.client.post(path, json=approval, headers=key)
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    finally:
+        release.set()
+    settled = await until_settled(api, path, approval, key)
+    assert settled.status_code == 409 and "Idempotent-Replayed" not in settled.headers
+    assert (await api.history(contract["id"]))[-1]["type"] == "Approved"
 
 
 async def test_an_idempotency_key_reused_for_another_request_is_refused(api: Api) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
@@ -47,6 +48,24 @@ class CommitterClosedError(RuntimeError):
 
 class CommitterOverloadedError(RuntimeError):
     """The committer's queue stayed full for the whole submit timeout (HTTP 503)."""
+
+
+class CommitPendingError(TimeoutError):
+    """The command was not committed within the submit timeout and may still commit.
+
+    `outcome` resolves when the writer is done with it, with its result or its error, so that
+    a caller can still settle what depends on it (an Idempotency-Key's record).
+    """
+
+    rule = "commit-pending"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+    def __init__(self, outcome: asyncio.Future[Any]) -> None:
+        super().__init__(
+            "the command was not committed in time and may still commit: retry with the same "
+            "Idempotency-Key to learn its outcome"
+        )
+        self.outcome = outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,22 +139,16 @@ class _Ticket:
         else:
             self._future = loop.create_future()
 
-    def resolve(self) -> None:
-        if self._done is not None:
-            self._done.release()
-        else:
-            assert self._loop is not None
-            with contextlib.suppress(RuntimeError):  # the submitter's loop is closed
-                self._loop.call_soon_threadsafe(self._set_future)
-
-    def _set_future(self) -> None:
-        assert self._future is not None
-        if self._future.done():  # the awaiting task was cancelled
+    def settle(self) -> None:
+        """On the submitter's loop: hand the outcome over (once)."""
+        future = self._future
+        assert future is not None
+        if future.done():  # only if its loop is closing
             return
         if self.error is not None:
-            self._future.set_exception(self.error)
+            future.set_exception(self.error)
         else:
-            self._future.set_result(self.result)
+            future.set_result(self.result)
 
     def wait(self, timeout: float | None) -> Any:
         assert self._done is not None
@@ -145,9 +158,48 @@ class _Ticket:
             raise self.error
         return self.result
 
-    async def wait_async(self) -> Any:
+    @property
+    def outcome(self) -> asyncio.Future[Any]:
         assert self._future is not None
-        return await self._future
+        return self._future
+
+
+def _settle_all(tickets: list[_Ticket]) -> None:
+    for ticket in tickets:
+        ticket.settle()
+
+
+def _resolve(batch: list[_Ticket]) -> None:
+    """Tell every submitter: a lock each for threads, one wake-up per event loop for the rest
+    (a `call_soon_threadsafe` per command was a wake-up of the loop per command)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Ticket]] = {}
+    for ticket in batch:
+        if ticket._done is not None:
+            ticket._done.release()
+        else:
+            assert ticket._loop is not None
+            by_loop.setdefault(ticket._loop, []).append(ticket)
+    for loop, tickets in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the submitter's loop is closed
+            loop.call_soon_threadsafe(_settle_all, tickets)
+
+
+def _relay(waiter: asyncio.Future[Any], outcome: asyncio.Future[Any]) -> None:
+    if waiter.done():
+        if not outcome.cancelled():
+            outcome.exception()  # retrieved: whoever took the CommitPendingError owns it
+        return
+    if outcome.cancelled():
+        waiter.cancel()
+    elif (error := outcome.exception()) is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(outcome.result())
+
+
+def _give_up(waiter: asyncio.Future[Any], outcome: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(CommitPendingError(outcome))
 
 
 class _Working:
@@ -219,13 +271,26 @@ class GroupCommitter:
     async def submit_async(self, command: Command[R]) -> R:
         """`submit` for a coroutine: awaits the commit without blocking the event loop.
 
-        Cancelling the wait (`asyncio.timeout`) does not withdraw the command.
+        Past `submit_timeout_s` raises `CommitPendingError`, whose `outcome` still resolves.
+        Cancelling the wait does not withdraw the command, nor lose its outcome.
         """
-        ticket = _Ticket(command, asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        ticket = _Ticket(command, loop)
         # Never block the loop on a full queue: fail fast instead.
         self._enqueue(ticket, 0.0)
-        async with asyncio.timeout(self.submit_timeout_s):
-            return cast(R, await ticket.wait_async())
+        # The waiter, not the outcome, is what a timeout or a cancellation ends; a timer and a
+        # callback cost less than an `asyncio.timeout` block per command.
+        outcome = ticket.outcome
+        waiter: asyncio.Future[Any] = loop.create_future()
+        outcome.add_done_callback(functools.partial(_relay, waiter))
+        timer = None
+        if self.submit_timeout_s is not None:
+            timer = loop.call_later(self.submit_timeout_s, _give_up, waiter, outcome)
+        try:
+            return cast(R, await waiter)
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def close(self, timeout: float | None = None) -> None:
         """Stop taking commands, commit those already queued, stop the writer."""
@@ -286,8 +351,7 @@ class GroupCommitter:
                     ticket.result, ticket.error = None, error
             self.batches += 1
             self.commands += len(batch)
-            for ticket in batch:
-                ticket.resolve()
+            _resolve(batch)
 
     def _commit(self, batch: list[_Ticket]) -> None:
         ids = {t.command.aggregate_id for t in batch if t.command.aggregate_id is not None}

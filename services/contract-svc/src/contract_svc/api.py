@@ -8,7 +8,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -41,9 +41,16 @@ from contract_svc.idempotency import (
 from contract_svc.projections import ContractSearch, ReadModel
 from contract_svc.views import contract_view, jsonable
 from smartid_events.auth import Principal, require
-from smartid_events.groupcommit import Command, CommitterClosedError, CommitterOverloadedError
+from smartid_events.groupcommit import (
+    Command,
+    CommitPendingError,
+    CommitterClosedError,
+    CommitterOverloadedError,
+)
 from smartid_events.web import LeanRoute
 from smartid_events.web.responses import OrjsonResponse
+
+R = TypeVar("R")
 
 # Rule errors about the request's own values (422); the rest conflict with the contract's state.
 UNPROCESSABLE_RULES = frozenset(
@@ -84,6 +91,7 @@ ERROR_TABLE: dict[type[Exception], int] = {
     UnknownUserError: 404,
     CommitterOverloadedError: 503,
     CommitterClosedError: 503,
+    CommitPendingError: 503,
 }
 
 
@@ -302,23 +310,30 @@ def contract_response(contract: Contract, status_code: int = 200) -> JSONRespons
     )
 
 
+Rendered = tuple[int, dict[str, Any]]
+
+
 async def idempotent(
     request: Request,
     store: IdempotencyStore,
     principal: Principal,
     key: str | None,
     body: BaseModel | None,
-    command: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
+    run: Callable[[], Awaitable[R]],
+    render: Callable[[R], Rendered],
     *,
     location: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> JSONResponse:
-    """Run `command` once per Idempotency-Key; a repeat gets the first response.
+    """Run the command once per Idempotency-Key; a repeat gets the first response.
 
-    The store is synchronous: it runs in a thread, and only for requests that carry a key.
+    `run` executes the command, `render` makes its response. A command still pending at the
+    committer's timeout keeps its key claimed until its outcome arrives: then the key records
+    the response (a retry gets it) or is released (the command recorded nothing; a retry runs
+    it again). The store is synchronous: it runs in a thread, only for requests with a key.
     `location` gives the `Location` header from the response's content, if any.
     """
     if key is None:
-        status, content = await command()
+        status, content = render(await run())
         return _json(status, content, location=location)
     tenant = principal.tenant or f"operator:{principal.sub}"
     payload = body.model_dump(mode="json") if body is not None else None
@@ -328,15 +343,40 @@ async def idempotent(
         stored = replay.response
         return _json(int(stored["status"]), stored["body"], replayed=True, location=location)
     try:
-        status, content = await command()
-    except TimeoutError:
-        # The command may still commit: keep the claim so that a retry cannot apply it twice.
+        status, content = render(await run())
+    except CommitPendingError as pending:
+        _settle_later(store, tenant, key, pending.outcome, render)
         raise
     except Exception:
         await asyncio.to_thread(store.abandon, tenant, key)
         raise
     await asyncio.to_thread(store.complete, tenant, key, {"status": status, "body": content})
     return _json(status, content, location=location)
+
+
+# Settlements under way: the loop keeps only weak references to tasks.
+_settling: set[asyncio.Task[None]] = set()
+
+
+def _settle_later(
+    store: IdempotencyStore,
+    tenant: str,
+    key: str,
+    outcome: asyncio.Future[Any],
+    render: Callable[[Any], Rendered],
+) -> None:
+    async def settle() -> None:
+        try:
+            result = await outcome
+        except Exception:  # refused or failed: it recorded nothing
+            await asyncio.to_thread(store.abandon, tenant, key)
+            return
+        status, content = render(result)
+        await asyncio.to_thread(store.complete, tenant, key, {"status": status, "body": content})
+
+    task = asyncio.get_running_loop().create_task(settle())
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
 
 
 def _json(
@@ -354,6 +394,18 @@ def _json(
     if location is not None and (where := location(content)):
         headers["Location"] = where
     return OrjsonResponse(content, status_code=status, headers=headers)
+
+
+def _contract_rendered(contract: Contract) -> Rendered:
+    return 200, contract_view(contract)
+
+
+def _registration_rendered(registered: RegisteredUser) -> Rendered:
+    return 201, {
+        "user_id": str(registered.user_id),
+        "contract_id": str(registered.contract.id),
+        "version": registered.contract.version,
+    }
 
 
 @dataclass(frozen=True)
@@ -376,27 +428,24 @@ class Call:
     ) -> JSONResponse:
         """Run a command on one contract the caller may see; answer with the contract."""
 
-        async def command() -> tuple[int, dict[str, Any]]:
-            visible = visible_to(change, principal.can_access)
-            return 200, contract_view(await self.contracts.execute_async(visible))
+        def run() -> Awaitable[Contract]:
+            return self.contracts.execute_async(visible_to(change, principal.can_access))
 
-        return await idempotent(self.request, self.store, principal, self.key, body, command)
+        return await idempotent(
+            self.request, self.store, principal, self.key, body, run, _contract_rendered
+        )
 
     async def register(
         self, principal: Principal, body: BaseModel, registration: Command[RegisteredUser]
     ) -> JSONResponse:
         """Run a command that registers a user ID; answer 201 with the new ID."""
 
-        async def command() -> tuple[int, dict[str, Any]]:
-            visible = visible_to(registration, principal.can_access)
-            registered = await self.contracts.execute_async(visible)
-            return 201, {
-                "user_id": str(registered.user_id),
-                "contract_id": str(registered.contract.id),
-                "version": registered.contract.version,
-            }
+        def run() -> Awaitable[RegisteredUser]:
+            return self.contracts.execute_async(visible_to(registration, principal.can_access))
 
-        return await idempotent(self.request, self.store, principal, self.key, body, command)
+        return await idempotent(
+            self.request, self.store, principal, self.key, body, run, _registration_rendered
+        )
 
 
 async def call_of(
@@ -422,7 +471,7 @@ router = APIRouter(prefix="/v1", tags=["contracts"], route_class=LeanRoute)
 async def apply(body: Application, principal: Writer, call: CallDep) -> JSONResponse:
     """Art. 4(1): apply for a contract under a published terms version."""
 
-    async def command() -> tuple[int, dict[str, Any]]:
+    async def run() -> Contract:
         if principal.is_operator:
             tenant_id = body.tenant_id or str(uuid4())
         else:
@@ -430,7 +479,7 @@ async def apply(body: Application, principal: Writer, call: CallDep) -> JSONResp
                 raise ContractNotFoundError(UUID(int=0))
             assert principal.tenant is not None
             tenant_id = principal.tenant
-        contract = await call.contracts.execute_async(
+        return await call.contracts.execute_async(
             call.commands.apply(
                 tenant_id=tenant_id,
                 contractor=body.contractor.value(),
@@ -440,11 +489,15 @@ async def apply(body: Application, principal: Writer, call: CallDep) -> JSONResp
                 construction_fee=body.construction_fee,
             )
         )
-        return 201, contract_view(contract)
 
     return await idempotent(
-        call.request, call.store, principal, call.key, body, command, location=_contract_location
-    )
+        call.request, call.store, principal, call.key, body, run, _application_rendered,
+        location=_contract_location,
+    )  # fmt: skip
+
+
+def _application_rendered(contract: Contract) -> Rendered:
+    return 201, contract_view(contract)
 
 
 def _contract_location(content: dict[str, Any]) -> str | None:

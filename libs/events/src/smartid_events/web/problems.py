@@ -1,7 +1,7 @@
 """RFC 9457 problem details for every error an API returns.
 
 Business-rule errors carry `rule` and `article` attributes (e.g. `article="4(2)"`); they appear
-as extension members. Validation errors list each field in `errors: [{field, message}]`.
+as extension members. An error's `headers` (e.g. `Retry-After`) go on the response. Validation errors list each field in `errors: [{field, message}]`.
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ def _domain_handler(status: int) -> Any:
             detail=str(exc) or None,
             type_=problem_type(name),
             instance=request.url.path,
+            headers=getattr(exc, "headers", None),
             rule=getattr(exc, "rule", None),
             article=getattr(exc, "article", None),
             errors=[{"field": field, "message": str(exc)}] if field else None,
