@@ -44,7 +44,7 @@ class PgApplicationRecorder(PostgresApplicationRecorder):
     The library inserts `unnest(%s::stored_event_type[])`, an array of a composite type that
     psycopg dumps field by field in Python, in a pipelined transaction of five statements. Here
     a batch is one call of a function of ours, `<table>_insert(ids, versions, topics, states,
-    lock_timeout)`, with four binary column arrays: in its statement's own transaction it sets
+    lock_wait)`, with four binary column arrays: in its statement's own transaction it sets
     `lock_timeout` locally, takes the table's EXCLUSIVE lock (notification ids are issued in
     commit order, as with the library), NOTIFYs the channel and inserts, returning the
     notification ids in insert order. A duplicate (originator_id, originator_version) fails
