@@ -411,3 +411,25 @@ async def test_cancelling_a_wait_neither_withdraws_the_command_nor_disturbs_the_
             await slow
     assert sorted(versions) == [3, 4, 5, 6, 7]
     assert app.repository.get(counter_id).value == 6
+
+
+def test_the_committer_reports_its_batches_as_metrics(app: Counters) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"application": app.name}) or 0.0
+
+    before = {n: sample(n) for n in ("smartid_group_commit_batch_commands_sum",
+                                     "smartid_group_commit_batch_commands_count",
+                                     "smartid_group_commit_batch_seconds_count")}  # fmt: skip
+    counter_id = a_counter(app)
+    with GroupCommitter(app, max_batch=5) as committer:
+        in_one_batch(committer, [increment(counter_id, 1) for _ in range(5)])
+        committer.submit(increment(counter_id, 1))
+    assert sample("smartid_group_commit_batch_commands_sum") - before[
+        "smartid_group_commit_batch_commands_sum"] == 6  # fmt: skip
+    batches = sample("smartid_group_commit_batch_commands_count")
+    assert batches - before["smartid_group_commit_batch_commands_count"] == committer.batches
+    assert sample("smartid_group_commit_batch_seconds_count") - before[
+        "smartid_group_commit_batch_seconds_count"] == committer.batches  # fmt: skip
+    assert sample("smartid_group_commit_queued_commands") == 0

@@ -16,12 +16,35 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import BaseAggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, StoredEvent
+from prometheus_client import Counter, Gauge, Histogram
 
 from smartid_events.bulkload import BulkLoader, project
 from smartid_events.correlation import stamp
 from smartid_events.logs import current_correlation_id
 
 R = TypeVar("R")
+
+# Per application (its `name`): a process may run several committers (tests do).
+BATCH_SIZE = Histogram(
+    "smartid_group_commit_batch_commands",
+    "Commands per group-commit batch.",
+    ["application"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+BATCH_SECONDS = Histogram(
+    "smartid_group_commit_batch_seconds",
+    "Time to load, apply and save one batch (its transaction included).",
+    ["application"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+QUEUED = Gauge(
+    "smartid_group_commit_queued_commands", "Commands waiting for the writer.", ["application"]
+)
+REDONE = Counter(
+    "smartid_group_commit_redone_batches_total",
+    "Batches redone one command at a time after a conflict with another writer.",
+    ["application"],
+)
 A = TypeVar("A", bound=BaseAggregate[UUID])
 
 AnyAggregate = BaseAggregate[UUID]
@@ -258,6 +281,10 @@ class GroupCommitter:
         self._not_full = threading.Condition(self._lock)
         self._closed = False
         self._loader = BulkLoader(app)
+        self._batch_size = BATCH_SIZE.labels(app.name)
+        self._batch_seconds = BATCH_SECONDS.labels(app.name)
+        self._queued = QUEUED.labels(app.name)
+        self._redone = REDONE.labels(app.name)
         self._writer = threading.Thread(target=self._run, name="group-committer", daemon=True)
         self._writer.start()
 
@@ -339,11 +366,13 @@ class GroupCommitter:
                     self._not_empty.wait(remaining)
             n = min(len(self._queue), self.max_batch)
             batch = [self._queue.popleft() for _ in range(n)]
+            self._queued.set(len(self._queue))
             self._not_full.notify_all()
             return batch
 
     def _run(self) -> None:
         while (batch := self._take_batch()) is not None:
+            started = time.perf_counter()
             try:
                 self._commit(batch)
             except BaseException as error:  # every submitter must hear of it, whatever it is
@@ -352,6 +381,8 @@ class GroupCommitter:
             self.batches += 1
             self.commands += len(batch)
             _resolve(batch)
+            self._batch_seconds.observe(time.perf_counter() - started)
+            self._batch_size.observe(len(batch))
 
     def _commit(self, batch: list[_Ticket]) -> None:
         ids = {t.command.aggregate_id for t in batch if t.command.aggregate_id is not None}
@@ -367,6 +398,7 @@ class GroupCommitter:
             # A writer outside this committer got there first, or two commands collided:
             # redo each command alone on freshly loaded state so each gets its own outcome.
             self.retried_batches += 1
+            self._redone.inc()
             for ticket in batch:
                 ticket.result, ticket.error = None, None
                 self._commit_alone(ticket)

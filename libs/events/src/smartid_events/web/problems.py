@@ -1,7 +1,8 @@
 """RFC 9457 problem details for every error an API returns.
 
 Business-rule errors carry `rule` and `article` attributes (e.g. `article="4(2)"`); they appear
-as extension members. An error's `headers` (e.g. `Retry-After`) go on the response. Validation errors list each field in `errors: [{field, message}]`.
+as extension members. An error's `headers` (e.g. `Retry-After`) go on the response.
+Validation errors list each field in `errors: [{field, message}]`.
 """
 
 from __future__ import annotations
