@@ -47,6 +47,38 @@ def test_running_a_billing_run_again_issues_nothing_new(billing: Billing) -> Non
     assert len(billing.invoices_of("c-1")) == 1
 
 
+def test_a_fact_told_after_a_finished_run_waits_for_the_next_periods_invoice(
+    billing: Billing,
+) -> None:
+    """api.md: running a billing run again issues nothing new, even when a fact told since
+    changes a month it covered; the next period's invoice carries the adjustment."""
+    an_active_contract(billing, start=D(2026, 1, 1))
+    billing.run_billing("2026-01", issued_on=D(2026, 2, 1))
+    billing.record_contract_fact("c-1", facts.Terminated(D(2026, 2, 1)))
+    billing.run_billing("2026-02", issued_on=D(2026, 3, 1))  # February: its 1 day
+    first_april = billing.run_billing("2026-04", issued_on=D(2026, 5, 1))
+    assert first_april.issued == 0  # nothing owed in April
+    billing.record_contract_fact("c-1", facts.Terminated(D(2026, 1, 1)))  # ended earlier
+    again = billing.run_billing("2026-04", issued_on=D(2026, 9, 1))
+    assert (again.issued, again.finished_before) == (0, True)
+    may = billing.run_billing("2026-05", issued_on=D(2026, 6, 1))
+    assert may.issued == 1
+    lines = billing.get_invoice(may.invoice_ids[0]).to_dict()["lines"]
+    assert [line["kind"] for line in lines] == ["adjustment", "adjustment"]  # January, February
+
+
+def test_a_contract_told_after_a_finished_run_is_billed_for_it_by_the_next_run(
+    billing: Billing,
+) -> None:
+    an_active_contract(billing, "c-1")
+    billing.run_billing("2026-05", issued_on=D(2026, 6, 1))
+    an_active_contract(billing, "c-2")  # approved late, from May 1
+    assert billing.run_billing("2026-05", issued_on=D(2026, 6, 2)).issued == 0
+    billing.run_billing("2026-06", issued_on=D(2026, 7, 1))
+    (invoice,) = billing.invoices_of("c-2")
+    assert (invoice.period, invoice.to_dict()["subtotal"]) == ("2026-06", 20000)  # May + June
+
+
 def test_an_interrupted_run_completes_when_run_again(billing: Billing) -> None:
     for n in range(5):
         an_active_contract(billing, f"c-{n}")

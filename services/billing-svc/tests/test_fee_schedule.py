@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pytest
 from eventsourcing.persistence import Tracking
 
 from billing_svc.application import Billing
@@ -98,20 +99,19 @@ def test_a_fee_change_is_adjusted_once_only(billing: Billing) -> None:
     assert [(line["kind"], line["amount"]) for line in july["lines"]] == [("monthly_fee", 12000)]
 
 
+@pytest.mark.parametrize("order", ["change first", "contract first"])
 def test_a_contract_applied_for_after_a_change_took_effect_keeps_its_forms_fee(
-    billing: Billing,
+    billing: Billing, order: str
 ) -> None:
-    for order in ("change first", "contract first"):
-        contract_id = f"c-{order}"
-        story = (applied(fee=900, on=D(2026, 5, 20)), facts.Approved(D(2026, 6, 1)))
-        if order == "change first":
-            billing.record_fee_change(FEE_CHANGE)
-            tell(billing, contract_id, *story)
-        else:
-            tell(billing, contract_id, *story)
-            billing.record_fee_change(FEE_CHANGE)
-        billing.run_billing("2026-06", issued_on=D(2026, 7, 1))
-        assert invoice(billing, contract_id, "2026-06")["subtotal"] == 9000, order
+    story = (applied(fee=900, on=D(2026, 5, 20)), facts.Approved(D(2026, 6, 1)))
+    if order == "change first":
+        billing.record_fee_change(FEE_CHANGE)
+        tell(billing, "c-1", *story)
+    else:
+        tell(billing, "c-1", *story)
+        billing.record_fee_change(FEE_CHANGE)
+    billing.run_billing("2026-06", issued_on=D(2026, 7, 1))
+    assert invoice(billing, "c-1", "2026-06")["subtotal"] == 9000
 
 
 def test_a_later_fee_change_applies_to_a_contract_applied_for_between_two_changes(

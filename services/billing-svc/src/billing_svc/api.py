@@ -75,6 +75,11 @@ class BillingRunOut(BaseModel):
     accounts: int = Field(description="Accounts looked at")
     issued: int = Field(description="Invoices issued by this run (0 when run again)")
     invoice_ids: int = Field(description="Number of invoice ids the run created")
+    finished_before: bool = Field(
+        default=False,
+        description="The period's run had already gone through every account: nothing was "
+        "issued; facts told since are settled by the next period's invoices",
+    )
     seconds: float
 
 
@@ -145,6 +150,7 @@ def run_billing(body: BillingRunIn, principal: Operator, billing: BillingDep) ->
         accounts=report.accounts,
         issued=report.issued,
         invoice_ids=len(report.invoice_ids),
+        finished_before=report.finished_before,
         seconds=round(time.perf_counter() - started, 3),
     )
 

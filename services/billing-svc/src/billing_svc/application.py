@@ -30,6 +30,7 @@ from billing_svc.domain.errors import (
 from billing_svc.domain.fee_schedule import FEE_SCHEDULE_ID, FeeSchedule
 from billing_svc.domain.invoice import Invoice
 from billing_svc.domain.liability import LiabilityCap, liability_cap
+from billing_svc.domain.run_ledger import RUN_LEDGER_ID, RunLedger
 from billing_svc.issuer import Issuer
 from billing_svc.views import InvoiceView
 from smartid_events.bulkload import AnyAggregate, BulkLoader
@@ -68,6 +69,8 @@ class RunReport:
     accounts: int
     issued: int
     invoice_ids: list[UUID]
+    # The period's run had finished before: nothing was looked at, nothing issued.
+    finished_before: bool = False
 
 
 class Billing(Application[UUID]):
@@ -151,15 +154,20 @@ class Billing(Application[UUID]):
         batch_size: int = 500,
         progress: Progress | None = None,
     ) -> RunReport:
-        """Issue `period`'s invoices. Idempotent: a repeated or resumed run issues only what is
-        missing, because an invoice's id derives from contract and month and each account
-        knows the months it has invoiced. Each batch of accounts is one transaction."""
+        """Issue `period`'s invoices. A run that went through every account is final: running
+        it again issues nothing new, and facts told since are settled by the next period's
+        invoices (`RunLedger`). A run that stopped half-way resumes: an invoice's id derives
+        from contract and month and each account knows the months it has invoiced, so only
+        what is missing is issued. Each batch of accounts is one transaction."""
         periods.parse(period)
         issued_on = issued_on or datetime.now(JST).date()
         if issued_on <= periods.last_day(period):
             raise PeriodNotOverError(
                 f"{period} is invoiced from {periods.following(period)}-01 on, not {issued_on}"
             )
+        ledger = self._run_ledger()
+        if ledger is not None and ledger.is_finished(period):
+            return RunReport(period, 0, 0, [], finished_before=True)
         account_ids = list(self._account_ids())
         # Loaded once: a fee change recorded during the run reaches the accounts billed with
         # the old schedule on their next invoice (they remember how much of it they saw).
@@ -183,7 +191,27 @@ class Billing(Application[UUID]):
                 done += len(batch)
                 if progress is not None:
                     progress(RunProgress(period, done, len(account_ids), len(issued)))
+        self._record_run(period, issued_on, len(account_ids), len(issued))
         return RunReport(period, len(account_ids), len(issued), issued)
+
+    def _run_ledger(self) -> RunLedger | None:
+        try:
+            ledger: object = self.repository.get(RUN_LEDGER_ID)
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(ledger, RunLedger)
+        return ledger
+
+    def _record_run(self, period: str, issued_on: date, accounts: int, issued: int) -> None:
+        for _attempt in range(MAX_BATCH_RETRIES):
+            ledger = self._run_ledger() or RunLedger()
+            ledger.finish(period, issued_on, accounts, issued)
+            try:
+                self.save(ledger)
+                return
+            except IntegrityError:  # another run recorded itself meanwhile: read it again
+                continue
+        raise RuntimeError(f"could not record the billing run of {period}")
 
     def _bill_batch(
         self,
