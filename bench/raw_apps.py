@@ -49,7 +49,11 @@ class Items(Application[UUID]):
 
 
 def items_application(database_url: str, *, create_table: bool = True) -> Items:
+    """The naive baseline: the library as it comes, its own recorder (not our one-statement
+    insert, ADR 0021), one transaction per save."""
     env = event_store_env(database_url, pool_size=20)
+    env.pop("APPLICATION_RECORDER_TOPIC")
+    env.pop("PROCESS_RECORDER_TOPIC")
     env["CREATE_TABLE"] = "y" if create_table else "n"
     return Items(env=env)
 
