@@ -16,6 +16,7 @@ from billing_svc.published import publish
 from billing_svc.settings import Settings
 from smartid_events import natsconn
 from smartid_events.log import events_table, service_events_router, translator_from_application
+from smartid_events.runtime import settle_after_startup
 from smartid_events.store import asyncpg_dsn, serialized_startup
 from smartid_events.web import create_service_app, nats_check, postgres_check
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         except ConnectionError:
             logger.warning("NATS unreachable at start-up: /readyz reports it")
+        settle_after_startup()
         try:
             yield
         finally:

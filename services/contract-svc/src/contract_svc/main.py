@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -20,6 +19,7 @@ from contract_svc.published import publish_correlated
 from contract_svc.settings import ContractSettings
 from smartid_events import natsconn
 from smartid_events.log import service_events_router, translator_from_application
+from smartid_events.runtime import settle_after_startup
 from smartid_events.store import asyncpg_dsn, serialized_startup, sqlalchemy_url
 from smartid_events.web import create_service_app, nats_check, postgres_check
 
@@ -65,9 +65,7 @@ def create_app(
                 )
             except ConnectionError:
                 logger.warning("NATS unreachable at start-up: /readyz reports it")
-        # What start-up built lives as long as the process: keep it out of the collector's
-        # generations, whose full passes otherwise set the command path's p99 (ADR 0006).
-        gc.freeze()
+        settle_after_startup()
         try:
             yield
         finally:
