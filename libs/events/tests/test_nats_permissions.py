@@ -6,6 +6,7 @@ import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -155,3 +156,23 @@ def test_the_deploy_cluster_configs_are_valid_nats_server_configs() -> None:
             timeout=30,
         )
         assert result.returncode == 0, result.stderr + result.stdout
+
+
+@pytest.mark.asyncio
+async def test_a_refused_password_is_reported_even_when_the_retry_only_saw_a_reset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server answers a wrong password with -ERR and hangs up; the client's retry may see
+    only the reset. The refusal is what the operator must read (the real-server test above
+    hits either order, by timing)."""
+    import nats as nats_module
+    from nats.errors import AuthorizationError, NoServersError
+
+    async def refused_then_reset(**options: Any) -> None:
+        await options["error_cb"](AuthorizationError())
+        await options["error_cb"](ConnectionResetError(104, "Connection reset by peer"))
+        raise NoServersError
+
+    monkeypatch.setattr(nats_module, "connect", refused_then_reset)
+    with pytest.raises(ConnectionError, match=r"(?i)authorization"):
+        await connect("nats://127.0.0.1:1", name="intruder", user="contract", password="guess")

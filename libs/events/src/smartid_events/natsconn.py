@@ -6,7 +6,7 @@ import logging
 
 import nats
 from nats.aio.client import Client
-from nats.errors import NoServersError
+from nats.errors import AuthorizationError, NoServersError
 
 logger = logging.getLogger("smartid.nats")
 
@@ -66,7 +66,10 @@ async def connect(
             closed_cb=on_closed,
         )
     except NoServersError as e:
-        cause = errors[-1] if errors else e
+        # A refused password is the telling error: a later attempt may only see the server
+        # hang up on it (a connection reset), which would hide why.
+        refused = [x for x in errors if isinstance(x, AuthorizationError)]
+        cause = refused[0] if refused else errors[-1] if errors else e
         raise ConnectionError(f"cannot connect to NATS at {url} as {user}: {cause}") from cause
     # nats-py reads this option on every reconnect: from now on, never give up.
     client.options["max_reconnect_attempts"] = FOREVER
