@@ -363,31 +363,38 @@ def _slow(
     return Command(command.aggregate_id, apply, command.expected_version)
 
 
+async def past_the_timeout(
+    committer: GroupCommitter, command: Command[Any]
+) -> tuple[CommitPendingError, threading.Event]:
+    """Submit `command` held on the writer until the wait times out; the pending error and
+    the event that lets the writer go on."""
+    started, release = threading.Event(), threading.Event()
+    with pytest.raises(CommitPendingError) as pending:
+        await committer.submit_async(_slow(command, started, release))
+    assert started.is_set() and not pending.value.outcome.done()
+    return pending.value, release
+
+
 @pytest.mark.asyncio
 async def test_a_command_past_the_timeout_is_pending_and_its_outcome_still_arrives(
     app: Counters,
 ) -> None:
     counter_id = a_counter(app)
-    started, release = threading.Event(), threading.Event()
     with GroupCommitter(app, submit_timeout_s=0.2) as committer:
-        with pytest.raises(CommitPendingError) as pending:
-            await committer.submit_async(_slow(increment(counter_id, 5), started, release))
-        assert started.is_set() and not pending.value.outcome.done()
+        pending, release = await past_the_timeout(committer, increment(counter_id, 5))
         release.set()
-        assert await asyncio.wait_for(pending.value.outcome, 10) == 2  # it did commit
+        assert await asyncio.wait_for(pending.outcome, 10) == 2  # it did commit
     assert app.repository.get(counter_id).value == 5
 
 
 @pytest.mark.asyncio
 async def test_a_pending_commands_error_arrives_too(app: Counters) -> None:
     counter_id = a_counter(app)
-    started, release = threading.Event(), threading.Event()
     with GroupCommitter(app, submit_timeout_s=0.2) as committer:
-        with pytest.raises(CommitPendingError) as pending:
-            await committer.submit_async(_slow(increment(counter_id, -1), started, release))
+        pending, release = await past_the_timeout(committer, increment(counter_id, -1))
         release.set()
         with pytest.raises(NegativeStepError):
-            await asyncio.wait_for(pending.value.outcome, 10)
+            await asyncio.wait_for(pending.outcome, 10)
     assert app.repository.get(counter_id).version == 1
 
 

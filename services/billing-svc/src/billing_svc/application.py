@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     IntegrityError,
@@ -33,6 +33,7 @@ from billing_svc.domain.liability import LiabilityCap, liability_cap
 from billing_svc.domain.run_ledger import RUN_LEDGER_ID, RunLedger
 from billing_svc.issuer import Issuer
 from billing_svc.views import InvoiceView
+from smartid_events.aggregates import find
 from smartid_events.bulkload import AnyAggregate, BulkLoader
 
 JST = timezone(timedelta(hours=9))
@@ -137,12 +138,7 @@ class Billing(Application[UUID]):
 
     def fee_schedule(self) -> FeeSchedule | None:
         """The service-wide fee changes recorded so far; None before the first one."""
-        try:
-            schedule: object = self.repository.get(FEE_SCHEDULE_ID)
-        except AggregateNotFoundError:
-            return None
-        assert isinstance(schedule, FeeSchedule)
-        return schedule
+        return find(self, FEE_SCHEDULE_ID, FeeSchedule)
 
     # Billing runs -----------------------------------------------------------------------------
 
@@ -195,12 +191,7 @@ class Billing(Application[UUID]):
         return RunReport(period, len(account_ids), len(issued), issued)
 
     def _run_ledger(self) -> RunLedger | None:
-        try:
-            ledger: object = self.repository.get(RUN_LEDGER_ID)
-        except AggregateNotFoundError:
-            return None
-        assert isinstance(ledger, RunLedger)
-        return ledger
+        return find(self, RUN_LEDGER_ID, RunLedger)
 
     def _record_run(self, period: str, issued_on: date, accounts: int, issued: int) -> None:
         for _attempt in range(MAX_BATCH_RETRIES):
@@ -312,19 +303,14 @@ class Billing(Application[UUID]):
     # Plumbing ---------------------------------------------------------------------------------
 
     def _account(self, contract_id: str) -> Account:
-        try:
-            account: object = self.repository.get(Account.create_id(contract_id))
-        except AggregateNotFoundError:
-            raise AccountNotFoundError(f"no account for contract {contract_id}") from None
-        assert isinstance(account, Account)
+        account = find(self, Account.create_id(contract_id), Account)
+        if account is None:
+            raise AccountNotFoundError(f"no account for contract {contract_id}")
         return account
 
     def _invoice(self, invoice_id: UUID) -> Invoice:
-        try:
-            invoice: object = self.repository.get(invoice_id)
-        except AggregateNotFoundError:
-            raise InvoiceNotFoundError(f"no invoice {invoice_id}") from None
-        if not isinstance(invoice, Invoice):
+        invoice = find(self, invoice_id, Invoice)
+        if invoice is None:
             raise InvoiceNotFoundError(f"no invoice {invoice_id}")
         return invoice
 

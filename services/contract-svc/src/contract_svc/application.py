@@ -38,6 +38,7 @@ from contract_svc.keys import InMemoryKeyStore, KeyStore, PostgresKeyStore
 from contract_svc.personal import PersonalDataMapper, SnapshotErasedError
 from contract_svc.transcodings import register_transcodings
 from contract_svc.views import contract_view, event_view
+from smartid_events.aggregates import find
 from smartid_events.groupcommit import Command, GroupCommitter
 
 JST = timezone(timedelta(hours=9), "JST")
@@ -601,21 +602,13 @@ class Contracts(Application[UUID]):
     # Queries
 
     def get(self, contract_id: UUID) -> Contract:
-        try:
-            contract: object = self.repository.get(contract_id)
-        except AggregateNotFoundError:
-            raise ContractNotFoundError(contract_id) from None
-        if not isinstance(contract, Contract):
+        contract = find(self, contract_id, Contract)
+        if contract is None:
             raise ContractNotFoundError(contract_id)
         return contract
 
     def get_service(self) -> Service | None:
-        try:
-            service: object = self.repository.get(SERVICE_ID)
-        except AggregateNotFoundError:
-            return None
-        assert isinstance(service, Service)
-        return service
+        return find(self, SERVICE_ID, Service)
 
     def history(self, contract_id: UUID) -> list[dict[str, Any]]:
         """All events of a contract, oldest first."""
