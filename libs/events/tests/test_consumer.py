@@ -57,7 +57,10 @@ def a_registry(service: str, *, with_v2: bool = False) -> Registry:
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=1, max_size=4)
     await pool.execute(
-        "CREATE TABLE effects (contract_id text, position bigint, amount int, currency text)"
+        # `applied` numbers the effects in the order they were applied: one contract's are
+        # applied one after another. Physical order (ctid) is not that under concurrent inserts.
+        "CREATE TABLE effects (contract_id text, position bigint, amount int, currency text,"
+        " applied bigserial)"
     )
     yield pool
     await pool.close()
@@ -161,7 +164,7 @@ async def test_each_contracts_events_are_applied_in_order(
     await run_until(a_consumer(service, pool, nats.url, a_registry(service)), rows(pool, 30))
     for contract_id in contracts:
         applied = await pool.fetch(
-            "SELECT position FROM effects WHERE contract_id = $1 ORDER BY ctid", contract_id
+            "SELECT position FROM effects WHERE contract_id = $1 ORDER BY applied", contract_id
         )
         positions = [r["position"] for r in applied]
         assert positions == sorted(positions) and len(positions) == 10
@@ -228,7 +231,7 @@ async def test_a_poison_message_parks_its_contract_until_replayed_after_a_fix(
     result = await consumer.replay_parked()
     assert (result.replayed, result.still_parked) == (2, 0)
     applied = await pool.fetch(
-        "SELECT position, currency FROM effects WHERE contract_id = $1 ORDER BY ctid", poisoned
+        "SELECT position, currency FROM effects WHERE contract_id = $1 ORDER BY applied", poisoned
     )
     assert [(r["position"], r["currency"]) for r in applied] == [
         (1, None),
