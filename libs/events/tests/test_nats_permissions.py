@@ -85,7 +85,10 @@ async def test_a_service_user_cannot_publish_to_another_services_subjects(
 
 @pytest.mark.asyncio
 async def test_a_wrong_password_is_refused(server: NatsServer) -> None:
-    with pytest.raises(ConnectionError, match=r"(?i)authorization"):
+    # The server answers -ERR 'Authorization Violation' and closes while the client's PING is
+    # unread, so TCP may reset the connection before the client reads the -ERR: the refusal
+    # is certain, its reason is not. The next test pins the reason whenever it arrives.
+    with pytest.raises(ConnectionError, match=r"(?i)authorization|reset by peer"):
         await connect(
             server.url, name="intruder", user="contract", password="guess", initial_attempts=1
         )
