@@ -84,6 +84,8 @@ async def stream_contents(nats_url: str) -> list[tuple[str, str, int]]:
         except NotFoundError:  # the relay has not created it yet
             return []
         found = []
+        if not info.state.messages:  # created, nothing published yet: first_seq is 0, not 1
+            return found
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             msg = await js.get_msg(stream_name("contract"), seq)
             headers = msg.headers or {}
