@@ -170,12 +170,13 @@ def _prepare(url: str, nats_url: str) -> dict[str, str]:
 
 
 def _http_figures(
-    key: str, label: str, result: LoadResult, workers: int, raw: LoadResult
+    key: str, label: str, result: LoadResult, workers: int, writer: str, raw: LoadResult
 ) -> list[Figure]:
     detail: dict[str, Any] = {
         **result.detail(),
         "workers": workers,
         "writers": workers,
+        "writer": writer,  # a thread of each API process, or a process of its own (ADR 0022)
         "mix": list(STEPS),
         "ratio_to_raw_same_benchmark": round(result.rps / raw.rps, 3) if raw.rps else None,
     }
@@ -209,18 +210,21 @@ def command_http(ctx: Context) -> list[Figure]:
         )
     ]
     app = "contract_svc.main:create_app"
-    for workers in (1, 2):
-        ctx.progress(f"contract-svc, {workers} worker(s), mixed commands")
+    runs = (
+        (1, "thread", "command.http", "command path over HTTP, 32 clients"),
+        (2, "thread", "command.http.w2", "command path over HTTP, 32 clients, 2 workers"),
+        (1, "process", "command.http.writer_process",
+         "command path over HTTP, 32 clients, writer in its own process"),
+    )  # fmt: skip
+    for workers, writer, key, label in runs:
+        ctx.progress(f"contract-svc, {workers} worker(s), writer as a {writer}, mixed commands")
         with (
-            serve(app, env, log_dir=logs, workers=workers, ready_path="/healthz") as (host, port),
+            serve(app, {**env, "CONTRACT_COMMAND_WRITER": writer}, log_dir=logs,
+                  workers=workers, ready_path="/healthz") as (host, port),
             asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
-        ):
+        ):  # fmt: skip
             result = runner.run(_mixed_load(host, port, seconds))
-        if workers == 1:
-            key, label = "command.http", "command path over HTTP, 32 clients"
-        else:
-            key, label = "command.http.w2", "command path over HTTP, 32 clients, 2 workers"
-        figures += _http_figures(key, label, result, workers, raw)
+        figures += _http_figures(key, label, result, workers, writer, raw)
     return figures
 
 

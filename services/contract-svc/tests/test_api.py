@@ -93,10 +93,18 @@ class Api:
         return events
 
 
-@pytest_asyncio.fixture
-async def api(database_url: str, nats: NatsUnderTest) -> AsyncIterator[Api]:
+# Every test runs with the single writer as a thread of the API process and as a process of
+# its own (ADR 0022): both must answer alike.
+@pytest_asyncio.fixture(params=["thread", "process"])
+async def api(
+    database_url: str, nats: NatsUnderTest, request: pytest.FixtureRequest
+) -> AsyncIterator[Api]:
     settings = ContractSettings(
-        database_url=database_url, nats_url=nats.url, jwt_secret=SECRET, log_level="WARNING"
+        database_url=database_url,
+        nats_url=nats.url,
+        jwt_secret=SECRET,
+        log_level="WARNING",
+        command_writer=request.param,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -293,6 +301,8 @@ async def test_a_repeated_idempotency_key_returns_the_first_result_and_records_n
 def stall_the_writer(api: Api, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """Hold every batch until the returned event is set; commands time out after 0.3 s."""
     committer = api.app.state.contracts.committer
+    if committer is None:
+        pytest.skip("the writer runs in a process of its own: its committer is not at hand")
     release = threading.Event()
     commit = committer._commit
 
@@ -728,3 +738,45 @@ async def test_an_id_change_takes_effect_once_its_notice_is_complete(api: Api) -
     )  # fmt: skip
     assert done.status_code == 200, done.text
     assert [u["user_id"] for u in done.json()["users"]] == [new_id]
+
+
+async def test_commands_are_refused_with_503_once_the_writer_process_is_gone(api: Api) -> None:
+    writer = api.app.state.writer
+    if writer is None:
+        pytest.skip("the writer is a thread of this process")
+    contract = await api.active()
+    writer.process.kill()
+    await asyncio.to_thread(writer.process.wait)
+    change = {"id_count": 11, "effective_date": "2026-08-01"}
+    path = f"/v1/contracts/{contract['id']}/id-count"
+    for _ in range(100):  # until the API process has seen its socket close
+        response = await api.client.post(path, json=change, headers=auth(OPERATOR))
+        if response.status_code == 503:
+            break
+        await asyncio.sleep(0.05)
+    body = await problem(response, 503)
+    assert "writer process" in body["detail"]
+    # Reads still work, and nothing was recorded.
+    assert [e["type"] for e in await api.history(contract["id"])].count("IdCountChanged") == 0
+
+
+async def test_many_concurrent_commands_on_one_contract_lose_no_update(api: Api) -> None:
+    contract = await api.active(plan={"monthly_fee_per_id": 300, "id_count": 50})
+    path = f"/v1/contracts/{contract['id']}/users"
+    users = [
+        {
+            "name": f"利用者{n}",
+            "email": f"user{n}@example.jp",
+            "consent": {"obtained_at": "2026-06-01T09:00:00+09:00", "method": "paper"},
+        }
+        for n in range(40)
+    ]
+    answers = await asyncio.gather(
+        *(api.client.post(path, json=user, headers=auth(OPERATOR)) for user in users)
+    )
+    assert [a.status_code for a in answers] == [201] * 40
+    assert len({a.json()["user_id"] for a in answers}) == 40
+    history = await api.history(contract["id"])
+    assert [e["type"] for e in history].count("UserRegistered") == 40
+    final = await api.client.get(f"/v1/contracts/{contract['id']}", headers=auth(OPERATOR))
+    assert final.json()["version"] == contract["version"] + 40

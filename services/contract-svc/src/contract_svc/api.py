@@ -23,6 +23,7 @@ from contract_svc.application import (
     StaleVersionError,
     visible_to,
 )
+from contract_svc.command_writer import WriterClient
 from contract_svc.domain import (
     Consent,
     Contract,
@@ -411,17 +412,27 @@ def _registration_rendered(registered: RegisteredUser) -> Rendered:
 @dataclass(frozen=True)
 class Call:
     """What every command route needs besides its body: the application, the idempotency
-    store, and the request's `If-Match` and `Idempotency-Key`."""
+    store, the request's `If-Match` and `Idempotency-Key`, and the writer process's client
+    when the writer runs in a process of its own (ADR 0022)."""
 
     request: Request
     contracts: Contracts
     store: IdempotencyStore
     version: int | None
     key: str | None
+    writer: WriterClient | None = None
 
     @property
     def commands(self) -> Any:
-        return self.contracts.commands
+        return self.writer.commands if self.writer is not None else self.contracts.commands
+
+    def execute(self, command: Any, principal: Principal | None = None) -> Awaitable[Any]:
+        """Run `command`; with a principal, only on a contract its tenant may see."""
+        if self.writer is not None:
+            return self.writer.execute(command, principal)
+        if principal is not None:
+            command = visible_to(command, principal.can_access)
+        return self.contracts.execute_async(command)
 
     async def change(
         self, principal: Principal, body: BaseModel | None, change: Command[Contract]
@@ -429,7 +440,7 @@ class Call:
         """Run a command on one contract the caller may see; answer with the contract."""
 
         def run() -> Awaitable[Contract]:
-            return self.contracts.execute_async(visible_to(change, principal.can_access))
+            return self.execute(change, principal)
 
         return await idempotent(
             self.request, self.store, principal, self.key, body, run, _contract_rendered
@@ -441,7 +452,7 @@ class Call:
         """Run a command that registers a user ID; answer 201 with the new ID."""
 
         def run() -> Awaitable[RegisteredUser]:
-            return self.contracts.execute_async(visible_to(registration, principal.can_access))
+            return self.execute(registration, principal)
 
         return await idempotent(
             self.request, self.store, principal, self.key, body, run, _registration_rendered
@@ -451,12 +462,14 @@ class Call:
 async def call_of(
     request: Request, if_match: IfMatchHeader = None, key: IdempotencyKey = None
 ) -> Call:
+    state = request.app.state
     return Call(
         request=request,
-        contracts=request.app.state.contracts,
-        store=request.app.state.idempotency,
+        contracts=state.contracts,
+        store=state.idempotency,
         version=expected_version(if_match),
         key=key,
+        writer=getattr(state, "writer", None),
     )
 
 
@@ -479,7 +492,7 @@ async def apply(body: Application, principal: Writer, call: CallDep) -> JSONResp
                 raise ContractNotFoundError(UUID(int=0))
             assert principal.tenant is not None
             tenant_id = principal.tenant
-        return await call.contracts.execute_async(
+        contract: Contract = await call.execute(
             call.commands.apply(
                 tenant_id=tenant_id,
                 contractor=body.contractor.value(),
@@ -489,6 +502,7 @@ async def apply(body: Application, principal: Writer, call: CallDep) -> JSONResp
                 construction_fee=body.construction_fee,
             )
         )
+        return contract
 
     return await idempotent(
         call.request, call.store, principal, call.key, body, run, _application_rendered,
@@ -983,8 +997,8 @@ async def publish_terms(
     call: CallDep,
 ) -> JSONResponse:
     """Art. 2: publish a version of the terms with its content and effective date."""
-    service = await call.contracts.execute_async(
-        call.contracts.commands.publish_terms(
+    service = await call.execute(
+        call.commands.publish_terms(
             body.version,
             body.content,
             body.effective_date,
@@ -1001,8 +1015,8 @@ async def announce_interruption(
     call: CallDep,
 ) -> JSONResponse:
     """Art. 10: announce an interruption of the service, with prior notice unless urgent."""
-    interruption_id = await call.contracts.execute_async(
-        call.contracts.commands.announce_interruption(
+    interruption_id = await call.execute(
+        call.commands.announce_interruption(
             body.reason_code, body.starts_at, body.ends_at, body.scope, body.description,
             body.urgent, expected_version=call.version,
         )
@@ -1037,8 +1051,8 @@ async def change_fee(
     call: CallDep,
 ) -> JSONResponse:
     """Art. 12(2): a new fee, effective only after notice with the fee and its date."""
-    service = await call.contracts.execute_async(
-        call.contracts.commands.change_fee(
+    service = await call.execute(
+        call.commands.change_fee(
             body.monthly_fee_per_id,
             body.effective_date,
             expected_version=call.version,

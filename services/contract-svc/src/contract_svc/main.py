@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from contract_svc.api import ERROR_TABLE, router
 from contract_svc.application import Contracts
+from contract_svc.command_writer import writer_process
 from contract_svc.idempotency import IdempotencyStore, PostgresIdempotencyStore
 from contract_svc.projections import InvalidCursorError, ReadModel
 from contract_svc.published import publish_correlated
@@ -40,7 +41,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         env = settings.event_store_env()
         with serialized_startup(settings.database_url):
-            app.state.contracts = contracts or Contracts(env=env, group_commit=True)
+            in_process = settings.command_writer == "thread"
+            app.state.contracts = contracts or Contracts(env=env, group_commit=in_process)
             app.state.idempotency = idempotency or PostgresIdempotencyStore(
                 make_conninfo(asyncpg_dsn(settings.database_url))
             )
@@ -65,19 +67,18 @@ def create_app(
                 )
             except ConnectionError:
                 logger.warning("NATS unreachable at start-up: /readyz reports it")
-        settle_after_startup()
-        try:
-            yield
-        finally:
-            if app.state.nats is not None:
-                await app.state.nats.close()
-            await app.state.log_pool.close()
-            await engine.dispose()
-            close = getattr(app.state.idempotency, "close", None)
-            if close is not None and idempotency is None:
-                close()
-            if contracts is None:
-                app.state.contracts.close()
+        async with contextlib.AsyncExitStack() as stack:
+            app.state.writer = None
+            if settings.command_writer == "process":
+                app.state.writer = await stack.enter_async_context(
+                    writer_process(env, settings.database_url)
+                )
+            settle_after_startup()
+            try:
+                yield
+            finally:
+                await _close(app, own_contracts=contracts is None, own_store=idempotency is None)
+                await engine.dispose()
 
     app = create_service_app(
         settings,
@@ -93,3 +94,14 @@ def create_app(
 
     app.include_router(service_events_router(app, f"{Contracts.name}_events"), tags=["replay"])
     return app
+
+
+async def _close(app: FastAPI, *, own_contracts: bool, own_store: bool) -> None:
+    if app.state.nats is not None:
+        await app.state.nats.close()
+    await app.state.log_pool.close()
+    close = getattr(app.state.idempotency, "close", None)
+    if close is not None and own_store:
+        close()
+    if own_contracts:
+        app.state.contracts.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic_settings import SettingsConfigDict
 
@@ -15,3 +15,6 @@ class ContractSettings(ServiceSettings):
 
     database_url: str = embedded_database_url("smartid_contract")
     http_port: int = 8001
+    # Where the single writer runs: a thread of the API process, or a process of its own that
+    # the API process starts (ADR 0022).
+    command_writer: Literal["thread", "process"] = "thread"
