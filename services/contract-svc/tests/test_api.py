@@ -706,7 +706,8 @@ async def test_a_name_with_a_control_character_is_refused_naming_the_field(api: 
 async def test_contract_svc_is_ready_when_postgres_and_nats_answer(api: Api) -> None:
     response = await api.client.get("/readyz")
     assert response.status_code == 200, response.text
-    assert response.json()["checks"] == {"postgres": "ok", "nats": "ok"}
+    writer = {"writer": "ok"} if api.app.state.writer is not None else {}
+    assert response.json()["checks"] == {"postgres": "ok", "nats": "ok", **writer}
 
 
 async def test_an_id_change_takes_effect_once_its_notice_is_complete(api: Api) -> None:
@@ -745,6 +746,8 @@ async def test_commands_are_refused_with_503_once_the_writer_process_is_gone(api
     if writer is None:
         pytest.skip("the writer is a thread of this process")
     contract = await api.active()
+    ready = await api.client.get("/readyz")
+    assert ready.json()["checks"]["writer"] == "ok"
     writer.process.kill()
     await asyncio.to_thread(writer.process.wait)
     change = {"id_count": 11, "effective_date": "2026-08-01"}
@@ -756,6 +759,9 @@ async def test_commands_are_refused_with_503_once_the_writer_process_is_gone(api
         await asyncio.sleep(0.05)
     body = await problem(response, 503)
     assert "writer process" in body["detail"]
+    ready = await api.client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["writer"].startswith("failing")
     # Reads still work, and nothing was recorded.
     assert [e["type"] for e in await api.history(contract["id"])].count("IdCountChanged") == 0
 

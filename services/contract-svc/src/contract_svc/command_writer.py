@@ -121,6 +121,10 @@ class WriterClient:
                     raise
                 await asyncio.sleep(0.05)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def execute(self, call: object, principal: Principal | None = None) -> Awaitable[Any]:
         """Run `call` in the writer; a contractor's call fails there as not-found on a
         contract of another tenant, like `visible_to`."""
@@ -170,6 +174,17 @@ class WriterClient:
         self._receiving.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._receiving
+
+
+def writer_check(get_client: Callable[[], WriterClient | None]) -> Callable[[], Awaitable[None]]:
+    """For `/readyz`: not ready once the writer process is gone (commands would get 503)."""
+
+    async def check() -> None:
+        client = get_client()
+        if client is None or client.closed:
+            raise ConnectionError("the writer process is gone")
+
+    return check
 
 
 @contextlib.asynccontextmanager

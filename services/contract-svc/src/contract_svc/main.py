@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from contract_svc.api import ERROR_TABLE, router
 from contract_svc.application import Contracts
-from contract_svc.command_writer import writer_process
+from contract_svc.command_writer import writer_check, writer_process
 from contract_svc.idempotency import IdempotencyStore, PostgresIdempotencyStore
 from contract_svc.projections import InvalidCursorError, ReadModel
 from contract_svc.published import publish_correlated
@@ -87,6 +87,11 @@ def create_app(
         readiness_checks={
             "postgres": postgres_check(settings.database_url),
             "nats": nats_check(lambda: app.state.nats),
+            **(
+                {"writer": writer_check(lambda: app.state.writer)}
+                if settings.command_writer == "process"
+                else {}
+            ),
         },
         error_table={**ERROR_TABLE, InvalidCursorError: 422},
     )
