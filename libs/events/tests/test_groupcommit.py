@@ -440,3 +440,27 @@ def test_the_committer_reports_its_batches_as_metrics(app: Counters) -> None:
     assert sample("smartid_group_commit_batch_seconds_count") - before[
         "smartid_group_commit_batch_seconds_count"] == committer.batches  # fmt: skip
     assert sample("smartid_group_commit_queued_commands") == 0
+
+
+def test_a_callers_callback_hears_each_outcome_on_the_writer_thread(app: Counters) -> None:
+    counter_id = a_counter(app)
+    heard: list[tuple[Any, type[BaseException] | None, str]] = []
+    all_heard = threading.Event()
+
+    def done(result: Any, error: BaseException | None) -> None:
+        heard.append((result, type(error) if error else None, threading.current_thread().name))
+        if len(heard) == 3:
+            all_heard.set()
+
+    with GroupCommitter(app, max_batch=3, max_wait_s=10) as committer:
+        committer.submit_then(increment(counter_id, 1), done)
+        committer.submit_then(increment(counter_id, -1), done)
+        committer.submit_then(increment(counter_id, 1), done)
+        assert all_heard.wait(10)
+        assert committer.batches == 1
+
+    assert sorted((r, e) for r, e, _ in heard if e is None) == [(2, None), (3, None)]
+    assert [(r, e) for r, e, _ in heard if e is not None] == [(None, NegativeStepError)]
+    assert {thread for _, _, thread in heard} == {"group-committer"}
+    counter: Counter = app.repository.get(counter_id)
+    assert (counter.version, counter.value) == (3, 2)

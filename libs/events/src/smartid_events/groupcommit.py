@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import threading
 import time
 from collections import deque
@@ -23,6 +24,8 @@ from smartid_events.correlation import stamp
 from smartid_events.logs import current_correlation_id
 
 R = TypeVar("R")
+
+logger = logging.getLogger(__name__)
 
 # Per application (its `name`): a process may run several committers (tests do).
 BATCH_SIZE = Histogram(
@@ -140,14 +143,25 @@ def update(
 class _Ticket:
     """A submitted command and the way its outcome gets back to the submitter."""
 
-    __slots__ = ("_done", "_future", "_loop", "command", "correlation_id", "error", "result")
+    __slots__ = (
+        "_done",
+        "_future",
+        "_loop",
+        "callback",
+        "command",
+        "correlation_id",
+        "error",
+        "result",
+    )
 
     def __init__(
         self,
         command: Command[Any],
         loop: asyncio.AbstractEventLoop | None = None,
+        callback: Callable[[Any, BaseException | None], None] | None = None,
     ) -> None:
         self.command = command
+        self.callback = callback
         # Taken in the submitter's thread: the writer thread has no request context.
         self.correlation_id = current_correlation_id()
         self.result: Any = None
@@ -155,7 +169,9 @@ class _Ticket:
         self._loop = loop
         self._future: asyncio.Future[Any] | None = None
         self._done: threading.Lock | None = None
-        if loop is None:
+        if callback is not None:
+            pass
+        elif loop is None:
             # A bare lock is the cheapest one-shot signal between threads.
             self._done = threading.Lock()
             self._done.acquire()
@@ -197,7 +213,12 @@ def _resolve(batch: list[_Ticket]) -> None:
     (a `call_soon_threadsafe` per command was a wake-up of the loop per command)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[_Ticket]] = {}
     for ticket in batch:
-        if ticket._done is not None:
+        if ticket.callback is not None:
+            try:
+                ticket.callback(ticket.result, ticket.error)
+            except Exception:
+                logger.exception("a command's callback failed")
+        elif ticket._done is not None:
             ticket._done.release()
         else:
             assert ticket._loop is not None
@@ -294,6 +315,13 @@ class GroupCommitter:
         ticket = _Ticket(command)
         self._enqueue(ticket, timeout)
         return cast(R, ticket.wait(timeout))
+
+    def submit_then(
+        self, command: Command[R], done: Callable[[R | None, BaseException | None], None]
+    ) -> None:
+        """Queue `command`; `done(result, error)` is called on the writer thread once it is
+        decided. Blocks while the queue is full: for a feeder thread, not an event loop."""
+        self._enqueue(_Ticket(command, callback=done), None)
 
     async def submit_async(self, command: Command[R]) -> R:
         """`submit` for a coroutine: awaits the commit without blocking the event loop.

@@ -174,6 +174,7 @@ class PostgresServer:
         """SIGKILL the postmaster, as a crash would (fault tests)."""
         if self._process is not None:
             group = self._process.pid
+            segment = _shared_memory_id(self.data_dir / "postmaster.pid")
             os.killpg(group, signal.SIGKILL)
             self._process.wait()
             self._process = None
@@ -185,6 +186,9 @@ class PostgresServer:
                     os.killpg(group, 0)
                 except ProcessLookupError:
                     break
+                time.sleep(0.05)
+            # Seen in CI: the group was gone and the segment still attached for a moment.
+            while time.monotonic() < deadline and _attachments(segment) > 0:
                 time.sleep(0.05)
 
     def stop(self) -> None:
@@ -201,3 +205,26 @@ class PostgresServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def _shared_memory_id(pidfile: Path) -> int | None:
+    """The System V segment a running postmaster recorded in its pid file (line 7: key, id)."""
+    try:
+        return int(pidfile.read_text().splitlines()[6].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _attachments(segment: int | None) -> int:
+    """How many processes still have `segment` attached (0 if it is gone, or unknown)."""
+    if segment is None:
+        return 0
+    try:
+        rows = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    except OSError:
+        return 0
+    for row in rows:
+        fields = row.split()
+        if len(fields) > 6 and fields[1] == str(segment):
+            return int(fields[6])
+    return 0
