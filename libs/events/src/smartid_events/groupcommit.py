@@ -169,14 +169,12 @@ class _Ticket:
         self._loop = loop
         self._future: asyncio.Future[Any] | None = None
         self._done: threading.Lock | None = None
-        if callback is not None:
-            pass
-        elif loop is None:
+        if loop is not None:
+            self._future = loop.create_future()
+        elif callback is None:
             # A bare lock is the cheapest one-shot signal between threads.
             self._done = threading.Lock()
             self._done.acquire()
-        else:
-            self._future = loop.create_future()
 
     def settle(self) -> None:
         """On the submitter's loop: hand the outcome over (once)."""

@@ -740,8 +740,7 @@ class Contracts(Application[UUID]):
         is applied again (no update is lost), one with an expected version then fails with
         `StaleVersionError`, since its `apply` checks the version it is given.
         """
-        if isinstance(command, NewContract) and not command.key_made:
-            self.key_store.create(command.contract_id)
+        self.make_key(command)
         for _attempt in range(MAX_ATTEMPTS):
             if self.committer is not None:
                 try:
@@ -754,13 +753,19 @@ class Contracts(Application[UUID]):
                 return result
         raise self._lost_every_race(command.aggregate_id)
 
+    def make_key(self, command: Command[Any]) -> None:
+        """A new contract's key, made before its command is submitted (ADR 0015)."""
+        if _needs_key(command):
+            assert isinstance(command, NewContract)
+            self.key_store.create(command.contract_id)
+
     async def execute_async(self, command: Command[R]) -> R:
         """`execute` for a coroutine: awaits the committer, or runs `execute` in a thread."""
         if self.committer is None:
             return await asyncio.to_thread(self.execute, command)
-        if isinstance(command, NewContract) and not command.key_made:
+        if _needs_key(command):
             # Off the writer thread, and off the event loop: the key store is synchronous.
-            await asyncio.to_thread(self.key_store.create, command.contract_id)
+            await asyncio.to_thread(self.make_key, command)
         for _attempt in range(MAX_ATTEMPTS):
             try:
                 return await self.committer.submit_async(command)
@@ -807,6 +812,10 @@ class Contracts(Application[UUID]):
     def _stored_version(self, aggregate_id: UUID) -> int:
         last = list(self.events.get(aggregate_id, desc=True, limit=1))
         return last[0].originator_version if last else 0
+
+
+def _needs_key(command: Command[Any]) -> bool:
+    return isinstance(command, NewContract) and not command.key_made
 
 
 def visible_to(command: Command[R], can_access: Callable[[str], bool]) -> Command[R]:

@@ -31,7 +31,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from contract_svc.application import MAX_ATTEMPTS, Contracts, NewContract, visible_to
+from contract_svc.application import MAX_ATTEMPTS, Contracts, visible_to
 from smartid_events.auth import Principal
 from smartid_events.groupcommit import CommitPendingError, CommitterClosedError
 from smartid_events.logs import current_correlation_id, enter_correlation, leave_correlation
@@ -278,8 +278,7 @@ class CommandServer:
             command = getattr(self.contracts.commands, call.method)(*call.args, **call.kwargs)
             if principal is not None:
                 command = visible_to(command, principal.can_access)
-            if isinstance(command, NewContract) and not command.key_made:
-                self.contracts.key_store.create(command.contract_id)
+            self.contracts.make_key(command)
 
             def done(result: Any, error: BaseException | None) -> None:
                 if isinstance(error, IntegrityError) and attempts > 1:

@@ -36,13 +36,15 @@ def create_app(
 ) -> FastAPI:
     """The API. Tests may hand in an application and an idempotency store of their own."""
     settings = settings or ContractSettings()
+    writer_of_its_own = settings.command_writer == "process"
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         env = settings.event_store_env()
         with serialized_startup(settings.database_url):
-            in_process = settings.command_writer == "thread"
-            app.state.contracts = contracts or Contracts(env=env, group_commit=in_process)
+            app.state.contracts = contracts or Contracts(
+                env=env, group_commit=not writer_of_its_own
+            )
             app.state.idempotency = idempotency or PostgresIdempotencyStore(
                 make_conninfo(asyncpg_dsn(settings.database_url))
             )
@@ -69,7 +71,7 @@ def create_app(
                 logger.warning("NATS unreachable at start-up: /readyz reports it")
         async with contextlib.AsyncExitStack() as stack:
             app.state.writer = None
-            if settings.command_writer == "process":
+            if writer_of_its_own:
                 app.state.writer = await stack.enter_async_context(
                     writer_process(env, settings.database_url)
                 )
@@ -87,11 +89,7 @@ def create_app(
         readiness_checks={
             "postgres": postgres_check(settings.database_url),
             "nats": nats_check(lambda: app.state.nats),
-            **(
-                {"writer": writer_check(lambda: app.state.writer)}
-                if settings.command_writer == "process"
-                else {}
-            ),
+            **({"writer": writer_check(lambda: app.state.writer)} if writer_of_its_own else {}),
         },
         error_table={**ERROR_TABLE, InvalidCursorError: 422},
     )
