@@ -9,6 +9,9 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -18,6 +21,7 @@ from smartid_events.natsconn import connect
 from smartid_events.settings import ServiceSettings
 from smartid_events.testing.plugin import NatsUnderTest
 from smartid_events.web import ReadinessCheck, create_service_app, nats_check, postgres_check
+from smartid_events.web.metrics import merged_exposition
 
 
 class WebSettings(ServiceSettings):
@@ -116,6 +120,65 @@ async def test_metrics_count_requests_by_route_template_method_and_status() -> N
     assert 'method="GET"' in line
     assert 'status="200"' in line
     assert "metric-probe-1" not in response.text
+
+
+def helper_families(batches: float) -> list[Metric]:
+    """What a helper process would report: a family this process defines but never measured,
+    and one this process does not know."""
+    defined_here = CounterMetricFamily(
+        "smartid_probe_helper_batches", "Batches.", labels=["application"]
+    )
+    defined_here.add_metric(["probe"], batches)
+    only_there = GaugeMetricFamily("smartid_probe_helper_only", "Known only there.")
+    only_there.add_metric([], 7)
+    return [defined_here, only_there]
+
+
+PROBE_COUNTER = Counter("smartid_probe_helper_batches", "Batches.", ["application"])
+
+
+@pytest.mark.asyncio
+async def test_metrics_show_what_a_helper_process_reports_once_next_to_their_own() -> None:
+    app = an_app()
+
+    async def helper() -> list[Metric]:
+        return helper_families(42)
+
+    app.state.metrics_sources = [helper]
+    await request(app, "GET", "/v1/items/metric-probe-2")
+    response = await request(app, "GET", "/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    assert [s.value for s in families["smartid_probe_helper_batches"].samples
+            if s.name.endswith("_total")] == [42]  # fmt: skip
+    assert families["smartid_probe_helper_only"].samples[0].value == 7
+    assert "smartid_http_request_duration_seconds" in families
+    assert response.text.count("# TYPE smartid_probe_helper_batches") == 1
+
+
+def test_a_series_both_processes_have_is_shown_as_the_helper_reports_it() -> None:
+    here = CounterMetricFamily("smartid_probe_both", "Both.", labels=["application"])
+    here.add_metric(["probe"], 1)
+    here.add_metric(["other"], 5)
+    there = CounterMetricFamily("smartid_probe_both", "Both.", labels=["application"])
+    there.add_metric(["probe"], 9)
+    text = merged_exposition([here], [there]).decode()
+    (family,) = text_string_to_metric_families(text)
+    values = {s.labels["application"]: s.value for s in family.samples}
+    assert values == {"probe": 9, "other": 5}
+
+
+@pytest.mark.asyncio
+async def test_metrics_still_answer_when_a_helper_process_does_not() -> None:
+    app = an_app()
+
+    async def gone() -> list[Metric]:
+        raise ConnectionError("the helper is gone")
+
+    app.state.metrics_sources = [gone]
+    await request(app, "GET", "/v1/items/metric-probe-3")
+    response = await request(app, "GET", "/metrics")
+    assert response.status_code == 200
+    assert "smartid_http_request_duration_seconds_count" in response.text
 
 
 @pytest.mark.asyncio

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from contract_builders import TERMS
+from prometheus_client.parser import text_string_to_metric_families
 
 from contract_svc.main import create_app
 from contract_svc.projections import ContractProjection
@@ -764,6 +765,29 @@ async def test_commands_are_refused_with_503_once_the_writer_process_is_gone(api
     assert ready.json()["checks"]["writer"].startswith("failing")
     # Reads still work, and nothing was recorded.
     assert [e["type"] for e in await api.history(contract["id"])].count("IdCountChanged") == 0
+
+
+async def commands_committed(api: Api) -> float:
+    """The writer's count of committed commands, as `/metrics` shows it."""
+    response = await api.client.get("/metrics")
+    assert response.status_code == 200
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    return sum(
+        sample.value
+        for sample in families["smartid_group_commit_batch_commands"].samples
+        if sample.name.endswith("_sum") and sample.labels["application"] == "contracts"
+    )
+
+
+async def test_metrics_count_the_writers_commands_wherever_it_runs(api: Api) -> None:
+    before = await commands_committed(api)
+    contract = await api.active()
+    await api.client.post(
+        f"/v1/contracts/{contract['id']}/id-count",
+        json={"id_count": 11, "effective_date": "2026-08-01"},
+        headers=auth(OPERATOR),
+    )
+    assert await commands_committed(api) - before == 3
 
 
 async def test_many_concurrent_commands_on_one_contract_lose_no_update(api: Api) -> None:

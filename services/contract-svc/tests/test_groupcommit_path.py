@@ -64,7 +64,9 @@ class Gate:
 
 @pytest_asyncio.fixture
 async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = ContractSettings(database_url=database_url, jwt_secret=SECRET, log_level="WARNING")
+    settings = ContractSettings(
+        database_url=database_url, jwt_secret=SECRET, log_level="WARNING", command_writer="thread"
+    )
     app = create_app(settings, connect_nats=False)
     async with app.router.lifespan_context(app):
         app.state.contracts.publish_terms(TERMS, "第1条 ...", date(2026, 4, 1))
@@ -129,6 +131,25 @@ async def test_the_service_stores_events_through_our_one_statement_recorder(
     client: httpx.AsyncClient,
 ) -> None:
     assert type(contracts_of(client).recorder) is PgApplicationRecorder
+
+
+async def test_the_writer_thread_waits_half_a_millisecond_for_more_commands(
+    client: httpx.AsyncClient,
+) -> None:
+    committer = contracts_of(client).committer
+    assert committer is not None
+    assert committer.max_wait_s == 0.0005
+
+
+async def test_the_writers_wait_depends_on_where_it_runs_unless_configured() -> None:
+    def settings(**given: Any) -> ContractSettings:
+        return ContractSettings(jwt_secret=SECRET, **given)
+
+    assert settings(command_writer="thread").group_commit_wait_s() == 0.0005
+    assert settings(command_writer="process").group_commit_wait_s() == 0.0
+    assert settings(command_writer="process", group_commit_wait_ms=2).group_commit_wait_s() == 0.002
+    with pytest.raises(ValueError, match="group_commit_wait_ms"):
+        settings(group_commit_wait_ms=-1)
 
 
 async def test_one_batch_with_one_if_match_applies_the_first_and_refuses_the_rest_with_412(

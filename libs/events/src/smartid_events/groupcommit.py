@@ -49,6 +49,8 @@ REDONE = Counter(
     ["application"],
 )
 A = TypeVar("A", bound=BaseAggregate[UUID])
+# How long the writer waits for late arrivals before committing a batch that is not full.
+DEFAULT_MAX_WAIT_S = 0.002
 
 AnyAggregate = BaseAggregate[UUID]
 Event = DomainEventProtocol[UUID]
@@ -282,7 +284,7 @@ class GroupCommitter:
         app: Application[UUID],
         *,
         max_batch: int = 64,
-        max_wait_s: float = 0.002,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
         max_queue: int = 1024,
         submit_timeout_s: float | None = 30.0,
     ) -> None:

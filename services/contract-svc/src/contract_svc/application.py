@@ -39,7 +39,7 @@ from contract_svc.personal import PersonalDataMapper, SnapshotErasedError
 from contract_svc.transcodings import register_transcodings
 from contract_svc.views import contract_view, event_view
 from smartid_events.aggregates import find
-from smartid_events.groupcommit import Command, GroupCommitter
+from smartid_events.groupcommit import DEFAULT_MAX_WAIT_S, Command, GroupCommitter
 
 JST = timezone(timedelta(hours=9), "JST")
 SNAPSHOT_INTERVAL = 100
@@ -551,12 +551,15 @@ class Contracts(Application[UUID]):
         key_store: KeyStore | None = None,
         clock: Callable[[], datetime] | None = None,
         group_commit: bool = False,
+        group_commit_wait_s: float = DEFAULT_MAX_WAIT_S,
     ) -> None:
         self._given_key_store = key_store
         self._clock = clock or (lambda: datetime.now(UTC))
         super().__init__(env)
         self.commands = ContractCommands(self)
-        self.committer = GroupCommitter(self) if group_commit else None
+        self.committer = (
+            GroupCommitter(self, max_wait_s=group_commit_wait_s) if group_commit else None
+        )
 
     # Wiring
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
+from prometheus_client.metrics_core import Metric
 
 from contract_svc.application import MAX_ATTEMPTS, Contracts, visible_to
 from smartid_events.auth import Principal
@@ -37,10 +38,14 @@ from smartid_events.groupcommit import CommitPendingError, CommitterClosedError
 from smartid_events.logs import current_correlation_id, enter_correlation, leave_correlation
 from smartid_events.runtime import settle_after_startup
 from smartid_events.store import serialized_startup
+from smartid_events.web.metrics import own_families
 
 logger = logging.getLogger(__name__)
 
 HEADER = struct.Struct("!I")
+# Asked instead of a command: the writer's metric families (its group committer's), for the
+# API process's `/metrics`.
+METRICS = "metrics"
 CONNECT_TIMEOUT_S = 60.0
 SUBMIT_TIMEOUT_S = 30.0
 
@@ -134,13 +139,21 @@ class WriterClient:
         contract of another tenant, like `visible_to`."""
         if not isinstance(call, CommandCall):
             raise TypeError(f"not a command description: {call!r}")
+        return self._await(self._send(call, principal))
+
+    async def metrics(self) -> list[Metric]:
+        """The writer process's metric families (for `metrics_sources`)."""
+        families: list[Metric] = await self._send(METRICS, None)
+        return families
+
+    def _send(self, call: CommandCall | str, principal: Principal | None) -> asyncio.Future[Any]:
         if self._closed:
             raise CommitterClosedError("the writer process is gone")
         number = next(self._numbers)
         outcome = asyncio.get_running_loop().create_future()
         self._waiting[number] = outcome
         self._writer.write(_frame((number, call, principal, current_correlation_id())))
-        return self._await(outcome)
+        return outcome
 
     async def _await(self, outcome: asyncio.Future[Any]) -> Any:
         try:
@@ -192,11 +205,12 @@ def writer_check(get_client: Callable[[], WriterClient | None]) -> Callable[[], 
 
 
 @contextlib.asynccontextmanager
-async def writer_process(event_store_env: dict[str, str], database_url: str) -> Any:
-    """Start the writer, connect to it, and stop it on the way out."""
+async def writer_process(event_store_env: dict[str, str], database_url: str, wait_s: float) -> Any:
+    """Start the writer, connect to it, and stop it on the way out. `wait_s` is how long its
+    committer waits for more commands before committing a batch."""
     directory = Path(tempfile.mkdtemp(prefix="contract-writer-"))  # mode 0700
     path = directory / "commands.sock"
-    process = _start(path, {"env": event_store_env, "url": database_url})
+    process = _start(path, {"env": event_store_env, "url": database_url, "wait_s": wait_s})
     client: WriterClient | None = None
     try:
         client = await WriterClient.connect(path, process)
@@ -259,7 +273,10 @@ class CommandServer:
                     break
                 (size,) = HEADER.unpack(header)
                 number, call, principal, correlation_id = pickle.loads(stream.read(size))
-                self._submit(number, call, principal, correlation_id, MAX_ATTEMPTS)
+                if call == METRICS:
+                    self._reply(number, True, own_families())
+                else:
+                    self._submit(number, call, principal, correlation_id, MAX_ATTEMPTS)
         except (ConnectionError, OSError):
             pass
         finally:
@@ -331,7 +348,9 @@ def main() -> None:
     path = sys.argv[1]
     given = json.loads(sys.stdin.read())
     with serialized_startup(given["url"]):
-        contracts = Contracts(env=given["env"], group_commit=True)
+        contracts = Contracts(
+            env=given["env"], group_commit=True, group_commit_wait_s=given["wait_s"]
+        )
     settle_after_startup()
     try:
         _serve(path, contracts)

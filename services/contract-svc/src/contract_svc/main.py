@@ -43,7 +43,9 @@ def create_app(
         env = settings.event_store_env()
         with serialized_startup(settings.database_url):
             app.state.contracts = contracts or Contracts(
-                env=env, group_commit=not writer_of_its_own
+                env=env,
+                group_commit=not writer_of_its_own,
+                group_commit_wait_s=settings.group_commit_wait_s(),
             )
             app.state.idempotency = idempotency or PostgresIdempotencyStore(
                 make_conninfo(asyncpg_dsn(settings.database_url))
@@ -73,8 +75,9 @@ def create_app(
             app.state.writer = None
             if writer_of_its_own:
                 app.state.writer = await stack.enter_async_context(
-                    writer_process(env, settings.database_url)
+                    writer_process(env, settings.database_url, settings.group_commit_wait_s())
                 )
+                app.state.metrics_sources = [app.state.writer.metrics]
             settle_after_startup()
             try:
                 yield
