@@ -211,10 +211,11 @@ def command_http(ctx: Context) -> list[Figure]:
     ]
     app = "contract_svc.main:create_app"
     runs = (
-        (1, "thread", "command.http", "command path over HTTP, 32 clients"),
-        (2, "thread", "command.http.w2", "command path over HTTP, 32 clients, 2 workers"),
-        (1, "process", "command.http.writer_process",
-         "command path over HTTP, 32 clients, writer in its own process"),
+        (1, "process", "command.http", "command path over HTTP, 32 clients"),
+        (2, "process", "command.http.w2",
+         "command path over HTTP, 32 clients, 2 workers (a writer each)"),
+        (1, "thread", "command.http.writer_thread",
+         "command path over HTTP, 32 clients, writer as a thread of the API process"),
     )  # fmt: skip
     for workers, writer, key, label in runs:
         ctx.progress(f"contract-svc, {workers} worker(s), writer as a {writer}, mixed commands")

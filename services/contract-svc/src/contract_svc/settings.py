@@ -19,9 +19,9 @@ class ContractSettings(ServiceSettings):
 
     database_url: str = embedded_database_url("smartid_contract")
     http_port: int = 8001
-    # Where the single writer runs: a thread of the API process, or a process of its own that
-    # the API process starts (ADR 0022).
-    command_writer: Literal["thread", "process"] = "thread"
+    # Where the single writer runs: a process of its own that the API process starts, or a
+    # thread of the API process (ADR 0022).
+    command_writer: Literal["thread", "process"] = "process"
     # How long the writer waits for more commands before it commits a batch. Unset: 0.5 ms for
     # the thread (its waits give the event loop the GIL), none for the process (the queue
     # fills while a batch commits). Measured in docs/performance.md.
