@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 progress("starting")
                 ctx = Context(args.quick, work_dir, servers, progress)
-                outcome = run_one(entry, ctx)
+                outcome = run_one(entry, ctx, settle_below=BACKGROUND_CPU_WARNING)
                 outcomes.append(outcome)
                 if outcome.error:
                     err.print(f"[red]{prefix} failed[/red]\n{outcome.error}")
