@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from collections.abc import AsyncIterator
 from datetime import date
@@ -765,6 +766,39 @@ async def test_commands_are_refused_with_503_once_the_writer_process_is_gone(api
     assert ready.json()["checks"]["writer"].startswith("failing")
     # Reads still work, and nothing was recorded.
     assert [e["type"] for e in await api.history(contract["id"])].count("IdCountChanged") == 0
+
+
+async def test_a_command_in_flight_when_the_writer_dies_keeps_its_idempotency_key_claimed(
+    api: Api,
+) -> None:
+    writer = api.app.state.writer
+    if writer is None:
+        pytest.skip("the writer is a thread of this process")
+    contract = await api.active()
+    path = f"/v1/contracts/{contract['id']}/id-count"
+    change = {"id_count": 11, "effective_date": "2026-08-01"}
+    headers = {**auth(OPERATOR), "Idempotency-Key": "in-flight-1"}
+    writer.process.send_signal(signal.SIGSTOP)  # the command reaches the socket, not a batch
+    try:
+        first = asyncio.ensure_future(api.client.post(path, json=change, headers=headers))
+        for _ in range(100):
+            if writer._waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert writer._waiting, "the command never left the API process"
+    finally:
+        writer.process.kill()
+    await asyncio.to_thread(writer.process.wait)
+    body = await problem(await first, 503)
+    assert "may have been committed" in body["detail"]
+    # Its outcome is unknown: a retry must not run it again, whatever the writer did with it.
+    retry = await api.client.post(path, json=change, headers=headers)
+    assert (await problem(retry, 409))["rule"] == "idempotency-key-in-progress"
+    # A command that never reached the writer frees its key: it recorded nothing.
+    other = {**auth(OPERATOR), "Idempotency-Key": "after-death-1"}
+    await problem(await api.client.post(path, json=change, headers=other), 503)
+    again = await api.client.post(path, json=change, headers=other)
+    assert "writer process" in (await problem(again, 503))["detail"]
 
 
 async def commands_committed(api: Api) -> float:

@@ -23,7 +23,7 @@ from contract_svc.application import (
     StaleVersionError,
     visible_to,
 )
-from contract_svc.command_writer import WriterClient
+from contract_svc.command_writer import CommitOutcomeUnknownError, WriterClient
 from contract_svc.domain import (
     Consent,
     Contract,
@@ -348,6 +348,8 @@ async def idempotent(
     except CommitPendingError as pending:
         _settle_later(store, tenant, key, pending.outcome, render)
         raise
+    except CommitOutcomeUnknownError:
+        raise  # it may have committed: the key stays claimed
     except Exception:
         await asyncio.to_thread(store.abandon, tenant, key)
         raise
@@ -369,6 +371,8 @@ def _settle_later(
     async def settle() -> None:
         try:
             result = await outcome
+        except CommitOutcomeUnknownError:
+            return  # it may have committed: the key stays claimed
         except Exception:  # refused or failed: it recorded nothing
             await asyncio.to_thread(store.abandon, tenant, key)
             return

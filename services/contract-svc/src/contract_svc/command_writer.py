@@ -50,6 +50,14 @@ CONNECT_TIMEOUT_S = 60.0
 SUBMIT_TIMEOUT_S = 30.0
 
 
+class CommitOutcomeUnknownError(CommitterClosedError):
+    """The writer process went away while this command was in flight: it may have committed.
+
+    An Idempotency-Key used with it stays claimed (a retry gets 409, as after a crash of the
+    API process, ADR 0005) rather than freed for a retry that could apply it twice.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class CommandCall:
     """A command as a description: `ContractCommands.<method>(*args, **kwargs)`."""
@@ -180,7 +188,11 @@ class WriterClient:
             # Their outcome is unknown to us: each may or may not have committed.
             for outcome in self._waiting.values():
                 if not outcome.done():
-                    outcome.set_exception(CommitterClosedError("the writer process is gone"))
+                    outcome.set_exception(
+                        CommitOutcomeUnknownError(
+                            "the writer process is gone; this command may have been committed"
+                        )
+                    )
             self._waiting.clear()
 
     async def close(self) -> None:
