@@ -13,7 +13,7 @@ import asyncpg
 import orjson
 from eventsourcing.persistence import StoredEvent
 
-from smartid_events.envelope import CloudEvent
+from smartid_events.envelope import JSON_OPTIONS, CloudEvent
 
 # Positions are PostgreSQL bigints.
 MAX_POSITION = 2**63 - 1
@@ -185,7 +185,8 @@ async def read_published(
 def page_json(page: LogPage) -> bytes:
     """A page as the events endpoint's JSON body."""
     return orjson.dumps(
-        {"events": [e.to_dict() for e in page.events], "next_after": page.next_after}
+        {"events": [e.json_ready() for e in page.events], "next_after": page.next_after},
+        option=JSON_OPTIONS,
     )
 
 

@@ -166,7 +166,7 @@ def publish(
         return None
     timestamp = getattr(domain_event, "timestamp", None)
     assert isinstance(timestamp, datetime)
-    return CloudEvent(
+    return CloudEvent.of(
         id=event_id(originator_id, domain_event.originator_version),
         source=SOURCE,
         type=_type_of(cls),
