@@ -122,6 +122,29 @@ def test_a_fact_already_handled_changes_nothing(billing: Billing) -> None:
     assert billing.invoices_of("c-1")[0].subtotal == 20000
 
 
+def test_redelivered_facts_change_nothing_even_where_they_no_longer_apply(
+    billing: Billing,
+) -> None:
+    told = [
+        facts.Applied("株式会社テスト", 1000, 10, None),
+        facts.Approved(D(2026, 5, 1)),
+        facts.Terminated(D(2026, 5, 20)),
+    ]
+    for position, fact in enumerate(told, 1):
+        billing.record_contract_fact("c-1", fact, Tracking("contract", position))
+    version = billing._account("c-1").version
+    for position, fact in enumerate(told, 1):  # as a consumer would after a crash
+        billing.record_contract_fact("c-1", fact, Tracking("contract", position))
+    assert billing._account("c-1").version == version
+    assert billing.run_billing("2026-05", issued_on=D(2026, 6, 1)).issued == 1
+
+
+def test_a_failing_fact_that_was_not_handled_before_still_fails(billing: Billing) -> None:
+    with pytest.raises(AccountNotFoundError):
+        billing.record_contract_fact("nope", facts.Approved(D(2026, 5, 1)), Tracking("contract", 9))
+    assert not billing.already_handled(Tracking("contract", 9))
+
+
 def test_a_fact_that_changes_nothing_still_records_its_tracking(billing: Billing) -> None:
     an_active_contract(billing)
     tracking = Tracking("contract", 3)

@@ -108,21 +108,28 @@ class Billing(Application[UUID]):
     def record_contract_fact(
         self, contract_id: str, fact: facts.ContractFact, tracking: Tracking | None = None
     ) -> None:
-        """Apply one contract fact; a fact already handled (by its tracking) changes nothing."""
+        """Apply one contract fact; a fact already handled (by its tracking) changes nothing.
+
+        Whether it was handled is asked only when applying or saving it fails: its tracking is
+        saved with its effect, so a handled fact's save is refused whole (a query less a fact
+        on the consumer's path, which has asked already)."""
         if isinstance(fact, facts.FeeChanged):
             self.record_fee_change(fact, tracking)
             return
-        if tracking is not None and self.already_handled(tracking):
-            return
-        if isinstance(fact, facts.Applied):
-            try:
+        try:
+            if isinstance(fact, facts.Applied):
+                try:
+                    account = self._account(contract_id)
+                except AccountNotFoundError:
+                    account = Account.open(contract_id, fact)
+            else:
                 account = self._account(contract_id)
-            except AccountNotFoundError:
-                account = Account.open(contract_id, fact)
-        else:
-            account = self._account(contract_id)
-            account.record(fact)
-        self._save(account, tracking=tracking)
+                account.record(fact)
+            self._save(account, tracking=tracking)
+        except Exception:
+            if tracking is not None and self.already_handled(tracking):
+                return
+            raise
 
     def record_fee_change(self, fact: facts.FeeChanged, tracking: Tracking | None = None) -> None:
         """Art. 12(2): record a service-wide fee change on the fee schedule, with its tracking.
@@ -130,11 +137,14 @@ class Billing(Application[UUID]):
         No account is touched: each derives its fees from the schedule when it is billed, so a
         contract whose events arrive after the change (another partition) still gets it, and
         a change effective in an invoiced month is adjusted on the account's next invoice."""
-        if tracking is not None and self.already_handled(tracking):
-            return
-        schedule = self.fee_schedule() or FeeSchedule()
-        schedule.record(fact)
-        self._save(schedule, tracking=tracking)
+        try:
+            schedule = self.fee_schedule() or FeeSchedule()
+            schedule.record(fact)
+            self._save(schedule, tracking=tracking)
+        except Exception:
+            if tracking is not None and self.already_handled(tracking):
+                return
+            raise
 
     def fee_schedule(self) -> FeeSchedule | None:
         """The service-wide fee changes recorded so far; None before the first one."""
