@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -116,7 +117,7 @@ class Billing(Application[UUID]):
         if isinstance(fact, facts.FeeChanged):
             self.record_fee_change(fact, tracking)
             return
-        try:
+        with self._unless_handled(tracking):
             if isinstance(fact, facts.Applied):
                 try:
                     account = self._account(contract_id)
@@ -126,10 +127,6 @@ class Billing(Application[UUID]):
                 account = self._account(contract_id)
                 account.record(fact)
             self._save(account, tracking=tracking)
-        except Exception:
-            if tracking is not None and self.already_handled(tracking):
-                return
-            raise
 
     def record_fee_change(self, fact: facts.FeeChanged, tracking: Tracking | None = None) -> None:
         """Art. 12(2): record a service-wide fee change on the fee schedule, with its tracking.
@@ -137,14 +134,20 @@ class Billing(Application[UUID]):
         No account is touched: each derives its fees from the schedule when it is billed, so a
         contract whose events arrive after the change (another partition) still gets it, and
         a change effective in an invoiced month is adjusted on the account's next invoice."""
-        try:
+        with self._unless_handled(tracking):
             schedule = self.fee_schedule() or FeeSchedule()
             schedule.record(fact)
             self._save(schedule, tracking=tracking)
+
+    @contextlib.contextmanager
+    def _unless_handled(self, tracking: Tracking | None) -> Iterator[None]:
+        """A failure inside is no failure if the fact was handled already (its tracking is
+        saved with its effect, so a redelivered fact's save is refused whole)."""
+        try:
+            yield
         except Exception:
-            if tracking is not None and self.already_handled(tracking):
-                return
-            raise
+            if tracking is None or not self.already_handled(tracking):
+                raise
 
     def fee_schedule(self) -> FeeSchedule | None:
         """The service-wide fee changes recorded so far; None before the first one."""
