@@ -270,6 +270,21 @@ def test_the_tracking_path_records_tracking_and_events_together(tracked: Tracked
     assert len(logged(tracked)) == 2
 
 
+def test_events_with_tracking_are_one_call_of_our_function(
+    tracked: TrackedThings, database_url: str
+) -> None:
+    recorder = tracked.recorder
+    assert isinstance(recorder, PgProcessRecorder)
+    assert recorder.insert_events(events(1), tracking=Tracking("upstream", 1)) == [1]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"DROP FUNCTION {recorder.events_table_name}_insert_tracked")
+    with pytest.raises(ProgrammingError):  # no such function: the path needs it
+        recorder.insert_events(events(1), tracking=Tracking("upstream", 2))
+    # A tracking alone keeps the library's transaction.
+    assert recorder.insert_events([], tracking=Tracking("upstream", 3)) is None
+    assert recorder.max_tracking_id("upstream") == 3
+
+
 def test_the_librarys_recorder_and_ours_store_the_same_rows(database_url: str) -> None:
     ours = Things(env=event_store_env(database_url))
     env = {**event_store_env(database_url)}

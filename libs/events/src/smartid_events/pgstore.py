@@ -10,6 +10,7 @@ from eventsourcing.persistence import (
     OperationalError,
     ProgrammingError,
     StoredEvent,
+    Tracking,
 )
 from eventsourcing.postgres import (
     PostgresApplicationRecorder,
@@ -139,5 +140,99 @@ class PgApplicationRecorder(PostgresApplicationRecorder):
 
 
 class PgProcessRecorder(PostgresProcessRecorder, PgApplicationRecorder):
-    """`PostgresProcessRecorder` with `PgApplicationRecorder`'s insert: tracking and events in
-    the library's transaction; events alone in one statement."""
+    """`PostgresProcessRecorder` with `PgApplicationRecorder`'s insert, and events with their
+    tracking in one statement too.
+
+    With single-row tracking (the library's default) `<table>_insert_tracked(ids, versions,
+    topics, states, lock_wait, tracking_name, tracking_id)` records the position as the
+    library does — a position that does not advance is refused with the library's
+    `IntegrityError` — then takes the table's lock, NOTIFYs and inserts, all in the
+    statement's own transaction: one round trip where the library's pipelined transaction
+    waits several times. A tracking without events, and multi-row tracking, keep the
+    library's transaction.
+    """
+
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        *,
+        events_table_name: str = "stored_events",
+        tracking_table_name: str = "notification_tracking",
+    ) -> None:
+        super().__init__(
+            datastore,
+            events_table_name=events_table_name,
+            tracking_table_name=tracking_table_name,
+        )
+        self._call_insert_tracked: Composed | None = None
+        if not datastore.single_row_tracking:
+            return
+        function_name = f"{events_table_name}_insert_tracked"
+        self.check_identifier_length(function_name)
+        schema = Identifier(datastore.schema)
+        function = Identifier(function_name)
+        id_type = SQL(datastore.originator_id_type)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {schema}.{function}("
+                "ids {id_type}[], versions bigint[], topics text[], states bytea[],"
+                " lock_wait text, tracking_name text, tracking_id bigint)"
+                " RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$"
+                " BEGIN"
+                "  PERFORM set_config('lock_timeout', lock_wait, true);"
+                "  INSERT INTO {schema}.{tracking} AS k VALUES (tracking_name, tracking_id)"
+                "   ON CONFLICT (application_name) DO UPDATE SET notification_id = tracking_id"
+                "   WHERE k.notification_id < tracking_id;"
+                "  IF NOT FOUND THEN"
+                "   RAISE unique_violation USING MESSAGE ="
+                "    format('Failed to record tracking for %s %s', tracking_name, tracking_id);"
+                "  END IF;"
+                "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;"
+                "  NOTIFY {channel};"
+                "  RETURN QUERY INSERT INTO {schema}.{table} AS t"
+                "   (originator_id, originator_version, topic, state)"
+                "   SELECT * FROM unnest(ids, versions, topics, states)"
+                "   RETURNING t.notification_id;"
+                " END;"
+                " $BODY$"
+            ).format(
+                schema=schema,
+                function=function,
+                tracking=Identifier(tracking_table_name),
+                table=Identifier(events_table_name),
+                id_type=id_type,
+                channel=Identifier(self.channel_name),
+            )
+        )
+        self._call_insert_tracked = SQL(
+            "SELECT * FROM {schema}.{function}("
+            "%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[], %s, %s, %s)"
+        ).format(schema=schema, function=function, id_type=id_type)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        tracking: Tracking | None = kwargs.get("tracking")
+        others = any(v is not None for k, v in kwargs.items() if k != "tracking")
+        ids: Sequence[int] | None
+        if tracking is None or not stored_events or others or self._call_insert_tracked is None:
+            ids = super().insert_events(stored_events, **kwargs)
+        else:
+            ids = self._insert_tracked_in_one_statement(stored_events, tracking)
+        return ids
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _insert_tracked_in_one_statement(
+        self, stored_events: Sequence[StoredEvent], tracking: Tracking
+    ) -> list[int]:
+        assert self._call_insert_tracked is not None
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            assert conn.autocommit  # the statement is its own transaction
+            params = (
+                *columns(stored_events),
+                self._lock_wait,
+                tracking.application_name,
+                tracking.notification_id,
+            )
+            curs.execute(self._call_insert_tracked, params, prepare=True)
+            return [row[0] for row in curs.fetchall()]
