@@ -20,7 +20,7 @@ from eventsourcing.postgres import (
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier
 
 # What `event_store_env` names (APPLICATION_RECORDER_TOPIC, PROCESS_RECORDER_TOPIC).
 APPLICATION_RECORDER_TOPIC = "smartid_events.pgstore:PgApplicationRecorder"
@@ -50,8 +50,9 @@ class PgApplicationRecorder(PostgresApplicationRecorder):
     commit order, as with the library), NOTIFYs the channel and inserts, returning the
     notification ids in insert order. A duplicate (originator_id, originator_version) fails
     the whole batch with the library's `IntegrityError`; connection errors are retried as the
-    library retries them. The lock is held for no client round trip. Calls with tracking (the
-    process recorder) keep the library's transaction, with column arrays for the insert.
+    library retries them. The lock is held for no client round trip. Calls with tracking are
+    `PgProcessRecorder`'s (below); any other keyword keeps the library's transaction, with
+    column arrays for the insert.
     `POSTGRES_ENABLE_DB_FUNCTIONS` (the library's lock-less function) is refused.
     """
 
@@ -65,41 +66,11 @@ class PgApplicationRecorder(PostgresApplicationRecorder):
             # The library's function inserts without the table lock (and drops tracking).
             raise ProgrammingError("POSTGRES_ENABLE_DB_FUNCTIONS must stay off (ADR 0021)")
         super().__init__(datastore, events_table_name=events_table_name)
-        self.insert_function_name = f"{events_table_name}_insert"
-        self.check_identifier_length(self.insert_function_name)
+        self._lock_wait = f"{datastore.lock_timeout}s"
+        self._call_insert = self._define_insert_function(f"{events_table_name}_insert")
         schema = Identifier(datastore.schema)
         table = Identifier(events_table_name)
-        function = Identifier(self.insert_function_name)
         id_type = SQL(datastore.originator_id_type)
-        self.sql_create_statements.append(
-            SQL(
-                "CREATE OR REPLACE FUNCTION {schema}.{function}("
-                "ids {id_type}[], versions bigint[], topics text[], states bytea[],"
-                " lock_wait text)"
-                " RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$"
-                " BEGIN"
-                "  PERFORM set_config('lock_timeout', lock_wait, true);"
-                "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;"
-                "  NOTIFY {channel};"
-                "  RETURN QUERY INSERT INTO {schema}.{table} AS t"
-                "   (originator_id, originator_version, topic, state)"
-                "   SELECT * FROM unnest(ids, versions, topics, states)"
-                "   RETURNING t.notification_id;"
-                " END;"
-                " $BODY$"
-            ).format(
-                schema=schema,
-                function=function,
-                table=table,
-                id_type=id_type,
-                channel=Identifier(self.channel_name),
-            )
-        )
-        self._lock_wait = f"{datastore.lock_timeout}s"
-        self._call_insert: Composed = SQL(
-            "SELECT * FROM {schema}.{function}("
-            "%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[], %s)"
-        ).format(schema=schema, function=function, id_type=id_type)
         self._insert_columns: Composed = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
             " SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[])"
@@ -115,16 +86,62 @@ class PgApplicationRecorder(PostgresApplicationRecorder):
             # there), whose insert is `_insert_stored_events` below.
             ids = super().insert_events(stored_events, **kwargs)
         else:
-            ids = self._insert_in_one_statement(stored_events)
+            ids = self._call_insert_function(self._call_insert, stored_events)
         return ids
 
+    def _define_insert_function(
+        self, name: str, more_arguments: Sequence[str] = (), first: Composable = SQL("")
+    ) -> Composed:
+        """Have `create_table` create `name(ids, versions, topics, states, lock_wait
+        <more_arguments>)`: in its statement's own transaction it sets `lock_timeout`, runs
+        `first`, takes the table's EXCLUSIVE lock, NOTIFYs and inserts, returning the
+        notification ids in insert order. Returns its call, with one `%s` per argument more."""
+        self.check_identifier_length(name)
+        schema = Identifier(self.datastore.schema)
+        table = Identifier(self.events_table_name)
+        function = Identifier(name)
+        id_type = SQL(self.datastore.originator_id_type)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {schema}.{function}("
+                "ids {id_type}[], versions bigint[], topics text[], states bytea[],"
+                " lock_wait text" + "".join(f", {a}" for a in more_arguments) + ")"
+                " RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$"
+                " BEGIN"
+                "  PERFORM set_config('lock_timeout', lock_wait, true);"
+                " {first}"
+                "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;"
+                "  NOTIFY {channel};"
+                "  RETURN QUERY INSERT INTO {schema}.{table} AS t"
+                "   (originator_id, originator_version, topic, state)"
+                "   SELECT * FROM unnest(ids, versions, topics, states)"
+                "   RETURNING t.notification_id;"
+                " END;"
+                " $BODY$"
+            ).format(
+                schema=schema,
+                function=function,
+                table=table,
+                id_type=id_type,
+                first=first,
+                channel=Identifier(self.channel_name),
+            )
+        )
+        more = ", %s" * len(more_arguments)
+        return SQL(
+            "SELECT * FROM {schema}.{function}("
+            "%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[], %s" + more + ")"
+        ).format(schema=schema, function=function, id_type=id_type)
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def _insert_in_one_statement(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+    def _call_insert_function(
+        self, call: Composed, stored_events: Sequence[StoredEvent], *more: Any
+    ) -> list[int]:
         # The datastore's connection turns psycopg's errors into the library's.
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             assert conn.autocommit  # the statement is its own transaction
-            params = (*columns(stored_events), self._lock_wait)
-            curs.execute(self._call_insert, params, prepare=True)
+            params = (*columns(stored_events), self._lock_wait, *more)
+            curs.execute(call, params, prepare=True)
             return [row[0] for row in curs.fetchall()]
 
     def _insert_stored_events(
@@ -167,19 +184,10 @@ class PgProcessRecorder(PostgresProcessRecorder, PgApplicationRecorder):
         self._call_insert_tracked: Composed | None = None
         if not datastore.single_row_tracking:
             return
-        function_name = f"{events_table_name}_insert_tracked"
-        self.check_identifier_length(function_name)
-        schema = Identifier(datastore.schema)
-        function = Identifier(function_name)
-        id_type = SQL(datastore.originator_id_type)
-        self.sql_create_statements.append(
-            SQL(
-                "CREATE OR REPLACE FUNCTION {schema}.{function}("
-                "ids {id_type}[], versions bigint[], topics text[], states bytea[],"
-                " lock_wait text, tracking_name text, tracking_id bigint)"
-                " RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$"
-                " BEGIN"
-                "  PERFORM set_config('lock_timeout', lock_wait, true);"
+        self._call_insert_tracked = self._define_insert_function(
+            f"{events_table_name}_insert_tracked",
+            ("tracking_name text", "tracking_id bigint"),
+            first=SQL(
                 "  INSERT INTO {schema}.{tracking} AS k VALUES (tracking_name, tracking_id)"
                 "   ON CONFLICT (application_name) DO UPDATE SET notification_id = tracking_id"
                 "   WHERE k.notification_id < tracking_id;"
@@ -187,27 +195,8 @@ class PgProcessRecorder(PostgresProcessRecorder, PgApplicationRecorder):
                 "   RAISE unique_violation USING MESSAGE ="
                 "    format('Failed to record tracking for %s %s', tracking_name, tracking_id);"
                 "  END IF;"
-                "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;"
-                "  NOTIFY {channel};"
-                "  RETURN QUERY INSERT INTO {schema}.{table} AS t"
-                "   (originator_id, originator_version, topic, state)"
-                "   SELECT * FROM unnest(ids, versions, topics, states)"
-                "   RETURNING t.notification_id;"
-                " END;"
-                " $BODY$"
-            ).format(
-                schema=schema,
-                function=function,
-                tracking=Identifier(tracking_table_name),
-                table=Identifier(events_table_name),
-                id_type=id_type,
-                channel=Identifier(self.channel_name),
-            )
+            ).format(schema=Identifier(datastore.schema), tracking=Identifier(tracking_table_name)),
         )
-        self._call_insert_tracked = SQL(
-            "SELECT * FROM {schema}.{function}("
-            "%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[], %s, %s, %s)"
-        ).format(schema=schema, function=function, id_type=id_type)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -218,21 +207,10 @@ class PgProcessRecorder(PostgresProcessRecorder, PgApplicationRecorder):
         if tracking is None or not stored_events or others or self._call_insert_tracked is None:
             ids = super().insert_events(stored_events, **kwargs)
         else:
-            ids = self._insert_tracked_in_one_statement(stored_events, tracking)
-        return ids
-
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def _insert_tracked_in_one_statement(
-        self, stored_events: Sequence[StoredEvent], tracking: Tracking
-    ) -> list[int]:
-        assert self._call_insert_tracked is not None
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            assert conn.autocommit  # the statement is its own transaction
-            params = (
-                *columns(stored_events),
-                self._lock_wait,
+            ids = self._call_insert_function(
+                self._call_insert_tracked,
+                stored_events,
                 tracking.application_name,
                 tracking.notification_id,
             )
-            curs.execute(self._call_insert_tracked, params, prepare=True)
-            return [row[0] for row in curs.fetchall()]
+        return ids
